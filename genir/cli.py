@@ -1,0 +1,174 @@
+"""The `genir` command line. Each command parses options into config and makes one library call."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from genir.config import Bm25Config, CodecConfig, DenseConfig, EmbedConfig, IndexConfig, to_dict
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="genir: generative retrieval and recommendation over semantic IDs.",
+)
+logger = logging.getLogger("genir")
+
+# Errors a user can fix: reported as one line, exit code 2, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError,
+                                                 IsADirectoryError, PermissionError, ImportError, KeyError)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _dataset(data_dir: Path, split: Optional[str], dev_fraction: float, seed: int):
+    from genir.data import load_dataset
+
+    return load_dataset(data_dir, split=split, dev_fraction=dev_fraction, seed=seed)
+
+
+@app.command()
+def index(
+    data_dir: Path = typer.Argument(..., help="dataset folder (BEIR, MS MARCO passage)"),
+    out: Path = typer.Option(..., "--out", "-o", help="index directory to create or update"),
+    train_split: str = typer.Option("train-dev", help="queries the generative model may train on "
+                                    "('train-dev' = train minus the seeded dev carve-out)"),
+    dev_fraction: float = typer.Option(0.2, help="share of train queries held out as 'dev'"),
+    seed: int = typer.Option(0, help="global seed (dev split, codec, training)"),
+    model: str = typer.Option(EmbedConfig.model, help="sentence-transformers model or local folder"),
+    batch_size: int = typer.Option(EmbedConfig.batch_size, help="embedding batch size"),
+    max_seq_length: int = typer.Option(EmbedConfig.max_seq_length, help="tokens per passage"),
+    factory: str = typer.Option(DenseConfig.factory, help="faiss factory string: Flat, HNSW32, IVF256,Flat ..."),
+    metric: str = typer.Option(DenseConfig.metric, help="ip or l2"),
+    ids: str = typer.Option(CodecConfig.scheme, help="semantic ID scheme: rqvae | rqkmeans | hkmeans | atomic"),
+    generative: bool = typer.Option(True, help="build the semantic IDs and seq2seq model (off: dense + BM25 only)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    verbose: bool = typer.Option(True, help="log progress to stderr"),
+) -> None:
+    """Build an index (dense + BM25, and the generative model) over DATA_DIR into --out."""
+    _setup_logging(verbose)
+    from genir.index import GenerativeIndex
+
+    cfg = IndexConfig(
+        embed=EmbedConfig(model=model, batch_size=batch_size, max_seq_length=max_seq_length),
+        dense=DenseConfig(factory=factory, metric=metric),
+        bm25=Bm25Config(),
+        codec=CodecConfig(scheme=ids, seed=seed),
+        generative=generative,
+        seed=seed,
+    )
+    ds = _dataset(data_dir, train_split if generative else None, dev_fraction, seed)
+    train_q = ds.split_queries() if generative and ds.qrels is not None else None
+    built = GenerativeIndex.build(ds.corpus, cfg, train_queries=train_q, train_qrels=ds.qrels if train_q else None,
+                                  device=device)
+    version = built.save(out)
+    typer.echo(f"indexed {len(built)} documents from {data_dir} into {out} ({version.name}); "
+               f"modes: {', '.join(built.modes)}")
+
+
+@app.command()
+def search(
+    index_dir: Path = typer.Argument(..., help="index directory"),
+    query: str = typer.Argument(..., help="query text"),
+    k: int = typer.Option(10, "-k", help="number of results"),
+    mode: str = typer.Option("hybrid", help="dense | bm25 | rrf | generative | hybrid"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Search an index with one query."""
+    from genir.index import GenerativeIndex
+
+    idx = GenerativeIndex.load(index_dir, device=device)
+    if mode == "hybrid" and "hybrid" not in idx.modes:
+        mode = "rrf"  # dense + BM25 only index: the best fusion it has
+    hits = idx.search([query], k, mode=mode)[0]
+    if as_json:
+        typer.echo(json.dumps({"query": query, "mode": mode,
+                               "hits": [h.__dict__ for h in hits]}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{mode}: {query}")
+    for col in ("rank", "doc id", "score", "title", "path"):
+        table.add_column(col)
+    for h in hits:
+        table.add_row(str(h.rank), h.doc_id, f"{h.score:.4f}", h.title[:80], h.path)
+    Console().print(table)
+
+
+@app.command("eval")
+def eval_(
+    index_dir: Path = typer.Argument(..., help="index directory"),
+    data: Path = typer.Option(..., "--data", help="dataset folder with queries and qrels"),
+    split: str = typer.Option("dev", help="qrels split: test, train, ... or the carved 'dev' / 'train-dev'"),
+    mode: Optional[List[str]] = typer.Option(None, "--mode", help="repeat for several; default: every mode the index has"),
+    measure: Optional[List[str]] = typer.Option(None, "--measure", help="ir-measures name, repeatable"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the REPORT JSON here"),
+    run_dir: Optional[Path] = typer.Option(None, help="write one TREC run file per mode here"),
+    dev_fraction: float = typer.Option(0.2, help="share of train queries in the carved dev split"),
+    seed: int = typer.Option(0, help="seed of the carved dev split"),
+    depth: int = typer.Option(100, help="results retrieved per query"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Evaluate an index on a split; prints a metrics table and writes the REPORT JSON."""
+    from genir.evaluate import evaluate_index
+    from genir.index import GenerativeIndex
+    from genir.metrics import DEFAULT_MEASURES
+
+    idx = GenerativeIndex.load(index_dir, device=device)
+    ds = _dataset(data, split, dev_fraction, seed)
+    modes = list(mode) if mode else list(idx.modes)
+    report = evaluate_index(idx, ds.split_queries(), ds.qrels, modes=modes, dataset=Path(data).name, split=split,
+                            measures=tuple(measure) if measure else DEFAULT_MEASURES, k=depth, run_dir=run_dir)
+    _print_report(report)
+    if out is not None:
+        _write_json(out, report)
+
+
+def _print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = list(report["results"][0]["metrics"])
+    table = Table(title=f"{report['dataset']} / {report['split']} ({report['num_queries']} queries)")
+    for col in ["mode", *names, "q/s"]:
+        table.add_column(col, justify="right")
+    for r in report["results"]:
+        table.add_row(r["mode"], *(f"{r['metrics'][n]:.4f}" for n in names), f"{r['queries_per_second']:.1f}")
+    Console().print(table)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+
+
+@app.command()
+def verify(index_dir: Path = typer.Argument(..., help="index directory")) -> None:
+    """Check an index's manifest and the sha256 of every file."""
+    from genir.store import verify as verify_index
+
+    manifest = verify_index(index_dir)
+    typer.echo(f"ok: {index_dir} format {manifest['format_version']}, {len(manifest['files'])} files verified")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except USER_ERRORS as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: {msg}", err=True)
+        sys.exit(2)

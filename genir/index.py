@@ -1,0 +1,202 @@
+"""GenerativeIndex: the user-facing index that owns every retrieval structure over one corpus.
+
+Dense (FAISS) and BM25 are always built; the semantic-ID codec, ID trie and seq2seq model are added when
+`IndexConfig.generative` is on. `search` dispatches on mode; every mode returns the same Hit lists.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from genir.bm25 import Bm25Index
+from genir.config import IndexConfig, from_dict, to_dict
+from genir.data.store import read_parquet, write_parquet
+from genir.data.types import Corpus, Qrels, Queries
+from genir.dense import DenseIndex
+from genir.embed import Embedder
+from genir.store import read_manifest, verify, write_version
+
+logger = logging.getLogger(__name__)
+
+BASE_MODES = ("dense", "bm25", "rrf")
+MODEL_MODES = ("generative", "hybrid")
+MODES = BASE_MODES + MODEL_MODES
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int  # 1-based
+    doc_id: str
+    score: float
+    title: str
+    path: str  # which component answered this query (dense, bm25, rrf, generative, fused, ...)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """doc_idx, scores: (q, k), -1 / -inf padded; path: (q,) which component answered each query."""
+
+    doc_idx: np.ndarray
+    scores: np.ndarray
+    path: list[str]
+
+
+def check_mode(mode: str, available: Sequence[str] = MODES) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+    if mode not in available:
+        raise ValueError(
+            f"mode {mode!r} needs the generative model, which this index does not have; "
+            f"available: {list(available)} (rebuild without --no-generative)"
+        )
+    return mode
+
+
+class GenerativeIndex:
+    """All retrieval structures over one corpus. Build with `build`, persist with `save`/`load`."""
+
+    def __init__(self, cfg: IndexConfig, corpus: Corpus, embeddings: np.ndarray, dense: DenseIndex,
+                 bm25: Bm25Index, *, meta: dict | None = None, device: str = "auto") -> None:
+        self.cfg = cfg
+        self.corpus = corpus
+        self.embeddings = embeddings
+        self.dense = dense
+        self.bm25 = bm25
+        self.meta = dict(meta or {})
+        self.embedder = Embedder(cfg.embed, device=device)
+        self._doc_ids = corpus.doc_ids
+        self._titles = corpus.table.column("title").to_pylist()
+
+    # ---------------------------------------------------------------- build
+    @classmethod
+    def build(cls, corpus: Corpus, cfg: IndexConfig = IndexConfig(), *, train_queries: Queries | None = None,
+              train_qrels: Qrels | None = None, device: str = "auto", progress: bool | None = None) -> "GenerativeIndex":
+        """Embed the corpus and build every structure. train_queries/qrels (train split only, never the
+        split you report on) feed the generative model when cfg.generative is on."""
+        if len(corpus) == 0:
+            raise ValueError("the corpus is empty; nothing to index")
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        embedder = Embedder(cfg.embed, device=device)
+        logger.info("embedding %d documents with %s", len(corpus), cfg.embed.model)
+        emb = embedder.encode(corpus.passages(), progress=progress)
+        timings["embed"] = time.perf_counter() - t
+        t = time.perf_counter()
+        dense = DenseIndex.build(emb, cfg.dense)
+        timings["dense"] = time.perf_counter() - t
+        t = time.perf_counter()
+        bm25 = Bm25Index.build(corpus.passages(), cfg.bm25)
+        timings["bm25"] = time.perf_counter() - t
+        meta = {"build_seconds": timings, "embedding_dim": int(emb.shape[1])}
+        index = cls(cfg, corpus, emb, dense, bm25, meta=meta, device=device)
+        if cfg.generative:
+            index._build_generative(train_queries, train_qrels, device=device, progress=progress)
+        return index
+
+    def _build_generative(self, train_queries, train_qrels, *, device, progress) -> None:
+        raise NotImplementedError("the generative model is not wired into GenerativeIndex yet; use --no-generative")
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return BASE_MODES
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    # ---------------------------------------------------------------- search
+    def search(self, queries: Sequence[str], k: int = 10, *, mode: str = "dense") -> list[list[Hit]]:
+        """Top-k hits per query, best first."""
+        res = self.search_arrays(queries, k, mode=mode)
+        out = []
+        for row_i, row_s, path in zip(res.doc_idx, res.scores, res.path):
+            hits = [Hit(r, self._doc_ids[i], float(s), self._titles[i], path)
+                    for r, (i, s) in enumerate(((i, s) for i, s in zip(row_i.tolist(), row_s.tolist()) if i >= 0), 1)]
+            out.append(hits)
+        return out
+
+    def search_arrays(self, queries: Sequence[str], k: int = 10, *, mode: str = "dense") -> SearchResult:
+        """Like search, as arrays: doc_idx/scores (q, k)."""
+        check_mode(mode, self.modes)
+        if k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k}")
+        queries = list(queries)
+        if any(not q or not q.strip() for q in queries):
+            raise ValueError("empty query text; every query needs at least one non-space character")
+        if mode == "dense":
+            scores, idx = self.dense.search(self.embedder.encode(queries), k)
+        elif mode == "bm25":
+            scores, idx = self.bm25.search(queries, k)
+        elif mode == "rrf":
+            idx, scores = self._rrf(queries, k)
+        else:
+            return self._search_model(queries, k, mode=mode)
+        return SearchResult(idx, scores, [mode] * len(queries))
+
+    def _rrf(self, queries: list[str], k: int, *, depth: int = 100, k_rrf: int = 60) -> tuple[np.ndarray, np.ndarray]:
+        from genir.hybrid import rrf
+
+        depth = max(depth, k)
+        ds, di = self.dense.search(self.embedder.encode(queries), depth)
+        bs, bi = self.bm25.search(queries, depth)
+        return rrf([(di, ds), (bi, bs)], k=k, k_rrf=k_rrf)
+
+    def _search_model(self, queries: list[str], k: int, *, mode: str) -> SearchResult:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: Path) -> Path:
+        """Write a new version of the index directory atomically; returns the version folder."""
+        return write_version(Path(path), self._write)
+
+    def _write(self, folder: Path) -> dict:
+        docs = self.corpus.table.add_column(0, "doc_idx", pa.array(np.arange(len(self.corpus), dtype=np.int64)))
+        write_parquet(docs, folder / "docs.parquet")
+        np.save(folder / "embeddings.npy", self.embeddings, allow_pickle=False)
+        self.dense.save(folder / "dense.faiss")
+        np.save(folder / "deleted.npy", self.dense.deleted, allow_pickle=False)
+        self.bm25.save(folder / "bm25")
+        return {
+            "kind": "retrieval",
+            "config": to_dict(self.cfg),
+            "counts": {"documents": len(self.corpus), "deleted": int(self.dense.deleted.sum())},
+            "encoder": self.cfg.embed.model,
+            "modes": list(self.modes),
+            **self.meta,
+        }
+
+    @classmethod
+    def load(cls, path: Path, *, device: str = "auto", checksums: bool = True) -> "GenerativeIndex":
+        """Open an index directory; checks the manifest and (by default) every file's sha256."""
+        from genir.store import current_version
+
+        manifest = verify(Path(path), checksums=checksums)
+        folder = current_version(Path(path))
+        if manifest.get("kind", "retrieval") != "retrieval":
+            raise ValueError(f"{path} is a {manifest['kind']!r} index, not a retrieval index; use `genir recommend`")
+        cfg = from_dict(IndexConfig, manifest["config"])
+        docs = read_parquet(folder / "docs.parquet")
+        corpus = Corpus(docs.drop(["doc_idx"]))
+        emb = np.load(folder / "embeddings.npy", allow_pickle=False)
+        deleted = np.load(folder / "deleted.npy", allow_pickle=False)
+        dense = DenseIndex.load(folder / "dense.faiss", cfg.dense, deleted)
+        bm25 = Bm25Index.load(folder / "bm25", cfg.bm25)
+        meta = {k: manifest[k] for k in ("build_seconds", "embedding_dim") if k in manifest}
+        return cls(cfg, corpus, emb, dense, bm25, meta=meta, device=device)
+
+
+def manifest_of(path: Path) -> dict:
+    """The live manifest of an index directory (no checksum pass)."""
+    from genir.store import current_version
+
+    return read_manifest(current_version(Path(path)))
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2)

@@ -1,0 +1,193 @@
+"""On-disk index format: versioned directories switched by one atomic rename.
+
+    INDEX_DIR/
+      CURRENT            name of the live version, replaced atomically (os.replace)
+      v000001/           one complete version: manifest.json + its files
+      v000002/ ...
+
+Every write builds a whole new version in a temporary folder beside the old one, writes manifest.json
+(sha256 of every file) last, fsyncs, renames the folder into place and only then swaps CURRENT. A crash at
+any point leaves CURRENT naming a complete, checksummed version; a reader that already loaded the old
+version keeps working because nothing it read is modified in place. (A single top-level manifest, as first
+sketched in DESIGN.md, cannot be replaced together with the files it describes in one rename; the
+CURRENT pointer can.)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import genir
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CURRENT = "CURRENT"
+KEEP_VERSIONS = 2  # the live one and its predecessor (for readers still holding it open)
+
+
+class IndexFormatError(ValueError):
+    """The directory is not a loadable genir index; the message names the file and the fix."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def _finish_version(folder: Path, manifest: dict[str, Any]) -> None:
+    """Checksum every file, write manifest.json last, fsync all of it."""
+    files = {}
+    for p in _files(folder):
+        with open(p, "rb") as f:
+            os.fsync(f.fileno())
+        files[p.relative_to(folder).as_posix()] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "genir_version": genir.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **manifest,
+        "files": files,
+    }
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / MANIFEST)
+    for sub in {p.parent for p in _files(folder)} | {folder}:
+        _fsync_dir(sub)
+
+
+def is_index(path: Path) -> bool:
+    return (Path(path) / CURRENT).is_file()
+
+
+def current_version(path: Path) -> Path:
+    """The live version folder of an index directory, or IndexFormatError saying what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise IndexFormatError(f"index directory {path} does not exist; build one with `genir index DATA --out {path}`")
+    if not path.is_dir():
+        raise IndexFormatError(f"{path} is a file, not an index directory")
+    pointer = path / CURRENT
+    if not pointer.is_file():
+        raise IndexFormatError(f"{path} is not a genir index (no {CURRENT} file); build one with `genir index`")
+    name = pointer.read_text().strip()
+    version = path / name
+    if not name or "/" in name or not version.is_dir():
+        raise IndexFormatError(f"{pointer} names version {name!r}, which is missing from {path}")
+    return version
+
+
+def read_manifest(version: Path) -> dict[str, Any]:
+    mpath = version / MANIFEST
+    if not mpath.is_file():
+        raise IndexFormatError(f"missing file {mpath}: the index version is incomplete")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IndexFormatError(f"corrupt {mpath}: {exc}") from None
+    fmt = manifest.get("format_version")
+    if not isinstance(fmt, int):
+        raise IndexFormatError(f"{mpath} has no integer format_version")
+    if fmt > FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{mpath} has format_version {fmt}, newer than this genir ({genir.__version__}) reads "
+            f"({FORMAT_VERSION}); upgrade genir"
+        )
+    return manifest
+
+
+def verify(path: Path, *, checksums: bool = True) -> dict[str, Any]:
+    """Check the manifest and every file (presence, size, sha256). Returns the manifest."""
+    version = current_version(path)
+    manifest = read_manifest(version)
+    for rel, meta in manifest.get("files", {}).items():
+        f = version / rel
+        if not f.is_file():
+            raise IndexFormatError(f"missing file {f} listed in {version / MANIFEST}")
+        if f.stat().st_size != meta["bytes"]:
+            raise IndexFormatError(f"size mismatch for {f}: {f.stat().st_size} bytes, manifest says {meta['bytes']}")
+        if checksums and sha256_file(f) != meta["sha256"]:
+            raise IndexFormatError(f"checksum mismatch for {f}: the file changed after the index was written")
+    return manifest
+
+
+def write_version(path: Path, write: Callable[[Path], dict[str, Any]]) -> Path:
+    """Build a new version of index `path` with `write(folder) -> manifest fields` and switch to it.
+
+    Creates the index directory when missing; refuses a non-empty directory that is not a genir index.
+    Returns the new version folder.
+    """
+    path = Path(path)
+    if path.exists() and not is_index(path):
+        if not path.is_dir() or any(path.iterdir()):
+            raise IndexFormatError(f"{path} exists and is not a genir index; refusing to overwrite it")
+    fresh = not path.exists()
+    parent = path.parent if fresh else path
+    parent.mkdir(parents=True, exist_ok=True)
+    # A first build happens entirely in a sibling folder renamed into place at the end, so a crash
+    # never leaves a half-made INDEX_DIR behind.
+    root = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent)) if fresh else path
+    try:
+        existing = sorted(p.name for p in root.glob("v[0-9]*") if p.is_dir())
+        number = int(existing[-1][1:]) + 1 if existing else 1
+        name = f"v{number:06d}"
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
+        manifest = write(staging)
+        _finish_version(staging, manifest)
+        os.replace(staging, root / name)
+        pointer_tmp = root / f".{CURRENT}.tmp-{os.getpid()}"
+        pointer_tmp.write_text(name + "\n")
+        with open(pointer_tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(pointer_tmp, root / CURRENT)
+        _fsync_dir(root)
+        if fresh:
+            os.replace(root, path)
+            _fsync_dir(parent)
+    except BaseException:
+        if fresh:
+            shutil.rmtree(root, ignore_errors=True)
+        elif "staging" in locals() and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _collect_garbage(path)
+    return path / name
+
+
+def _collect_garbage(path: Path) -> None:
+    """Drop versions older than the last KEEP_VERSIONS and leftovers of interrupted writes."""
+    live = current_version(path).name
+    versions = sorted(p.name for p in path.glob("v[0-9]*") if p.is_dir())
+    keep = set(versions[-KEEP_VERSIONS:]) | {live}
+    for name in versions:
+        if name not in keep:
+            shutil.rmtree(path / name, ignore_errors=True)
+    for tmp in path.glob(".*.tmp-*"):
+        # Only stale leftovers: a concurrent writer's staging folder is younger than a minute.
+        if time.time() - tmp.stat().st_mtime > 60:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)

@@ -1,0 +1,99 @@
+"""Index directory format: versions, atomic switch, manifest checks."""
+import json
+
+import pytest
+
+from genir.store import FORMAT_VERSION, IndexFormatError, current_version, verify, write_version
+
+
+def _writer(payload: bytes):
+    def write(folder):
+        (folder / "a.bin").write_bytes(payload)
+        (folder / "sub").mkdir()
+        (folder / "sub" / "b.txt").write_text("hello")
+        return {"kind": "test", "counts": {"n": 1}}
+    return write
+
+
+def test_first_write_creates_version_and_manifest(tmp_path):
+    path = tmp_path / "idx"
+    version = write_version(path, _writer(b"x" * 10))
+    assert version == current_version(path)
+    manifest = verify(path)
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert set(manifest["files"]) == {"a.bin", "sub/b.txt"}
+    assert manifest["counts"] == {"n": 1}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp folder left behind"
+
+
+def test_second_write_switches_and_keeps_predecessor(tmp_path):
+    path = tmp_path / "idx"
+    v1 = write_version(path, _writer(b"one"))
+    v2 = write_version(path, _writer(b"two"))
+    v3 = write_version(path, _writer(b"three"))
+    assert current_version(path) == v3
+    assert (v3 / "a.bin").read_bytes() == b"three"
+    assert v2.exists() and not v1.exists()
+
+
+def test_failed_write_leaves_old_version_live(tmp_path):
+    path = tmp_path / "idx"
+    v1 = write_version(path, _writer(b"one"))
+
+    def broken(folder):
+        (folder / "a.bin").write_bytes(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_version(path, broken)
+    assert current_version(path) == v1
+    verify(path)
+    assert not list(path.glob(".*tmp*"))
+
+
+def test_failed_first_write_leaves_nothing(tmp_path):
+    def broken(folder):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_version(tmp_path / "idx", broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["flip", "missing", "newer", "no_pointer"])
+def test_verify_names_the_problem(tmp_path, damage):
+    path = tmp_path / "idx"
+    version = write_version(path, _writer(b"abcdef"))
+    if damage == "flip":
+        data = bytearray((version / "a.bin").read_bytes())
+        data[2] ^= 0xFF
+        (version / "a.bin").write_bytes(bytes(data))
+        expected = "checksum mismatch for .*a.bin"
+    elif damage == "missing":
+        (version / "sub" / "b.txt").unlink()
+        expected = "missing file .*b.txt"
+    elif damage == "newer":
+        m = json.loads((version / "manifest.json").read_text())
+        m["format_version"] = FORMAT_VERSION + 1
+        (version / "manifest.json").write_text(json.dumps(m))
+        expected = "newer than this genir"
+    else:
+        (path / "CURRENT").unlink()
+        expected = "not a genir index"
+    with pytest.raises(IndexFormatError, match=expected):
+        verify(path)
+
+
+def test_refuses_foreign_directory(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    with pytest.raises(IndexFormatError, match="not a genir index"):
+        write_version(foreign, _writer(b"x"))
+    assert (foreign / "precious.txt").read_text() == "keep me"
+    assert sorted(p.name for p in foreign.iterdir()) == ["precious.txt"]
+
+
+def test_missing_index_dir(tmp_path):
+    with pytest.raises(IndexFormatError, match="does not exist"):
+        verify(tmp_path / "nope")
