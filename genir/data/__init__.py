@@ -1,8 +1,57 @@
-"""Dataset loaders and the shared Corpus / Queries / Qrels / Sequences representation."""
-from genir.data.beir import BeirDataset, available_splits, load_beir
+"""Dataset loaders and the shared Corpus / Queries / Qrels / Sequences representation.
+
+Retrieval folders come in two layouts, told apart by ``load_dataset``: BEIR (``corpus.jsonl[.gz]``,
+``queries.jsonl``, ``qrels/<split>.tsv``; NQ320k is read through this layout) and MS MARCO passage
+(``collection.tsv``, ``queries.<split>.tsv``, ``qrels.<split>.tsv``). Recommendation data (Amazon
+5-core) loads with ``load_sequences``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from genir.data import beir, msmarco
+from genir.data.amazon import load_item_attribute_ids, load_sequences
+from genir.data.beir import BeirDataset, load_beir
 from genir.data.errors import DataFormatError
-from genir.data.split import dev_split, resolve_split
+from genir.data.msmarco import load_msmarco
+from genir.data.split import CARVED_SPLITS, dev_split, resolve_split
+from genir.data.store import read_parquet, sql, write_parquet
 from genir.data.types import Corpus, Qrels, Queries, Sequences
 
-__all__ = ["BeirDataset", "Corpus", "DataFormatError", "Qrels", "Queries", "Sequences", "available_splits",
-           "dev_split", "load_beir", "resolve_split"]
+FORMATS = ("beir", "msmarco")
+
+__all__ = ["CARVED_SPLITS", "FORMATS", "BeirDataset", "Corpus", "DataFormatError", "Qrels", "Queries",
+           "Sequences", "available_splits", "detect_format", "dev_split", "load_beir", "load_dataset",
+           "load_item_attribute_ids", "load_msmarco", "load_sequences", "read_parquet", "resolve_split",
+           "sql", "write_parquet"]
+
+
+def detect_format(folder: str | Path) -> str:
+    """"beir" or "msmarco", from the files present; a FileNotFoundError naming both layouts otherwise."""
+    folder = Path(folder)
+    if beir.find_file(folder, beir.CORPUS_FILES) is not None:
+        return "beir"
+    if beir.find_file(folder, msmarco.COLLECTION_FILES) is not None:
+        return "msmarco"
+    raise FileNotFoundError(f"{folder}: not a retrieval dataset folder; expected either BEIR "
+                            f"({beir.LAYOUT}) or MS MARCO passage ({msmarco.LAYOUT})")
+
+
+def available_splits(folder: str | Path, *, carved: bool = True) -> list[str]:
+    """Split names of a BEIR or MS MARCO folder (with the dev/train-dev carve-outs when ``carved``)."""
+    module = beir if detect_format(folder) == "beir" else msmarco
+    return module.available_splits(folder, carved=carved)
+
+
+def load_dataset(folder: str | Path, *, split: str | None = None, dev_fraction: float = 0.2,
+                 seed: int = 0) -> BeirDataset:
+    """Load a BEIR or MS MARCO folder (detected from its files); see load_beir / load_msmarco.
+
+    MS MARCO keeps queries per split, so it needs ``split``.
+    """
+    if detect_format(folder) == "beir":
+        return load_beir(folder, split=split, dev_fraction=dev_fraction, seed=seed)
+    if split is None:
+        raise ValueError(f"{folder}: an MS MARCO folder needs split=...; expected one of "
+                         f"{msmarco.available_splits(folder)}")
+    return load_msmarco(folder, split=split, dev_fraction=dev_fraction, seed=seed)

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from genir.data.errors import DataFormatError
 from genir.data.lines import id_field, iter_json_lines, string_table, text_field
 from genir.data.qrels import drop_docs, read_qrels
-from genir.data.split import CARVE_SOURCE, CARVED_SPLITS, carve
+from genir.data.split import carve, source_split, with_carved
 from genir.data.types import Corpus, Qrels, Queries
 
 logger = logging.getLogger(__name__)
@@ -122,12 +122,6 @@ def _qrels_files(folder: Path) -> dict[str, Path]:
     return {p.name[: -len(".tsv")]: p for p in sorted(qrels_dir.glob("*.tsv")) if p.is_file()}
 
 
-def with_carved(real: list[str]) -> list[str]:
-    """Real split names plus the carve-outs they allow (CARVED_SPLITS need a train split)."""
-    extra = [s for s in CARVED_SPLITS if CARVE_SOURCE in real and s not in real]
-    return sorted(real) + extra
-
-
 def available_splits(folder: str | Path, *, carved: bool = True) -> list[str]:
     """Split names of ``folder/qrels/*.tsv``, sorted; with ``carved``, plus "dev"/"train-dev" when a
     train split exists and the folder has no file of that name (see genir.data.split)."""
@@ -143,14 +137,12 @@ def load_beir(folder: str | Path, *, split: str | None = None, dev_fraction: flo
     train queries with ``seed``, see genir.data.split) when the folder has no file of that name.
     """
     folder = Path(folder)
+    files = _qrels_files(folder)
+    source = None if split is None else source_split(split, files, folder=folder)  # fail before parsing
     corpus, skipped = read_corpus(_require(folder, CORPUS_FILES))
     queries = read_queries(_require(folder, QUERIES_FILES))
     qrels = None
-    if split is not None:
-        files = _qrels_files(folder)
-        if split not in files and not (split in CARVED_SPLITS and CARVE_SOURCE in files):
-            raise ValueError(f"{folder}: unknown split {split!r}; expected one of {with_carved(list(files))}")
-        source = split if split in files else CARVE_SOURCE
+    if source is not None:
         qrels = read_qrels(files[source], fmt="beir", doc_ids=set(corpus.doc_ids).union(skipped),
                            query_ids=set(queries.query_ids))
         qrels = drop_docs(qrels, skipped, path=files[source])

@@ -7,6 +7,7 @@ ships its own ``qrels/dev.tsv`` (BEIR) or ``qrels.dev.tsv`` (MS MARCO) uses that
 """
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,21 @@ def carve(queries: Queries, train_qrels: Qrels, split: str, *, fraction: float,
     return dev if split == "dev" else train
 
 
+def with_carved(real: Iterable[str]) -> list[str]:
+    """Real split names, sorted, plus the carve-outs they allow (CARVED_SPLITS need a train split)."""
+    real = sorted(real)
+    return real + [s for s in CARVED_SPLITS if CARVE_SOURCE in real and s not in real]
+
+
+def source_split(split: str, real: Collection[str], *, folder: str | Path) -> str:
+    """The qrels file that serves ``split``: its own file, else the train file for a carved split."""
+    if split in real:
+        return split
+    if split in CARVED_SPLITS and CARVE_SOURCE in real:
+        return CARVE_SOURCE
+    raise ValueError(f"{folder}: unknown split {split!r}; expected one of {with_carved(real)}")
+
+
 def resolve_split(folder: str | Path, split: str, *, dev_fraction: float = 0.2,
                   seed: int = 0) -> tuple[Queries, Qrels]:
     """(queries judged in ``split``, their qrels) for a BEIR or MS MARCO folder.
@@ -69,4 +85,6 @@ def resolve_split(folder: str | Path, split: str, *, dev_fraction: float = 0.2,
     from genir.data import load_dataset  # deferred: the loaders themselves build on this module
 
     ds = load_dataset(folder, split=split, dev_fraction=dev_fraction, seed=seed)
+    if ds.qrels is None:  # unreachable with a split given; keeps the return type honest
+        raise ValueError(f"{folder}: split {split!r} loaded no qrels")
     return ds.split_queries(), ds.qrels
