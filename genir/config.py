@@ -80,6 +80,70 @@ class IndexConfig:
     seed: int = 0  # global seed
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """Generative retriever: MiniLM text encoder + ID decoder (genir.model)."""
+
+    encoder: str = "all-MiniLM-L6-v2"  # text encoder: this name maps to the offline package; else a local HF folder
+    trainable_encoder_layers: int = 0  # top encoder layers trained; 0 = frozen, so training caches encoder states once per text
+    max_input_tokens: int = 64  # queries and training inputs are truncated to this many tokens
+    d_model: int = 384  # decoder width
+    n_layers: int = 2  # decoder layers
+    n_heads: int = 6  # decoder attention heads (must divide d_model)
+    d_ff: int = 1536  # decoder feed-forward width
+    dropout: float = 0.1  # decoder dropout (residual and embeddings)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training of the generative retriever (genir.train) and its data mix (genir.pseudo)."""
+
+    epochs: float = 20.0  # passes over the training pairs (fractional allowed)
+    max_steps: int = 0  # when > 0, stop after this many optimizer steps instead of `epochs`
+    batch_size: int = 256  # examples per optimizer step, summed over all torchrun processes
+    lr: float = 1e-3  # AdamW peak learning rate of the decoder
+    encoder_lr: float = 5e-5  # peak learning rate of trainable encoder layers
+    weight_decay: float = 0.01  # AdamW weight decay (not on biases and norms)
+    warmup_fraction: float = 0.05  # share of the steps spent warming up linearly; linear decay to 0 after
+    grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    checkpoint_every: int = 500  # steps between checkpoints (0 = only at the end)
+    keep_checkpoints: int = 2  # newest checkpoints kept in workdir/checkpoints
+    index_words: int = 64  # indexing pairs: title + this many leading words of the text -> ID
+    pseudo_per_doc: int = 6  # pseudo-queries per document (document sentences and random spans) -> ID
+    sentence_share: float = 0.5  # share of pseudo-queries that are whole sentences (the rest are spans)
+    span_words: tuple[int, int] = (6, 20)  # min, max words of a random span pseudo-query
+    query_upsample: int = 4  # each labelled train query -> relevant doc pair is repeated this many times
+    seed: int = 0  # seed for the data mix, data order, initialisation and dropout
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Constrained beam search at query time (genir.decoding)."""
+
+    beam_size: int = 20  # beams per query; also the most generative candidates a query gets
+    renormalize: bool = False  # renormalise each step's log-probs over the allowed codes ((G)I-DLE) instead of masking
+    batch_size: int = 64  # queries decoded together
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """Fusion of generative, dense and BM25 rankings (genir.hybrid); tuned on the dev split only."""
+
+    method: str = "rrf"  # rrf | interpolate | gated | prefix_dense
+    k_rrf: int = 60  # reciprocal-rank constant
+    weight_generative: float = 1.0  # RRF weight of the generative ranking
+    weight_dense: float = 1.0  # RRF weight of the dense ranking
+    weight_bm25: float = 1.0  # RRF weight of the BM25 ranking (0 = not used)
+    alpha: float = 0.5  # interpolate: weight of the normalised generative score (dense gets 1 - alpha)
+    norm: str = "minmax"  # interpolate: per-query score normalisation, minmax | zscore
+    gate_signal: str = "prob"  # gated: confidence = top beam probability (prob) or top-2 probability gap (margin)
+    gate_low: float = 0.1  # gated: confidence below this -> fallback ranking alone ("dense" path)
+    gate_high: float = 0.5  # gated: confidence at or above this -> generative first ("generative" path); between -> RRF ("fused")
+    prefix_level: int = 1  # prefix_dense: ID prefix length whose documents dense search ranks
+    dev_ndcg10: float = 0.0  # nDCG@10 on the dev split when tuned (0 = not tuned)
+
+
 _DATACLASSES: dict[str, type] = {
-    c.__name__: c for c in (EmbedConfig, DenseConfig, Bm25Config, CodecConfig, IndexConfig)
+    c.__name__: c for c in (EmbedConfig, DenseConfig, Bm25Config, CodecConfig, IndexConfig, ModelConfig, TrainConfig, DecodeConfig, HybridConfig)
 }

@@ -1,0 +1,202 @@
+"""The seq2seq model: an ID decoder over semantic-ID tokens, and the MiniLM text encoder that feeds it.
+
+``IdDecoder`` is shared by retrieval (memory = text-encoder token states) and recommendation (memory =
+an item-history encoder's states); both decode through ``genir.decoding.constrained_beam_search``.
+
+Token layout: step t (0..depth-1) reads token ``BOS`` (t = 0) or ``1 + offset[t-1] + code[t-1]`` and
+predicts the level-t code with head t. IDs have a fixed depth (levels + collision suffix), so no EOS step
+is needed: the end of an ID is known.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genir.config import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+# ---------------------------------------------------------------------------------------------- decoder
+@dataclass
+class DecoderCache:
+    """Incremental-decoding state for ``B`` queries x ``width`` beams.
+
+    Cross-attention K/V stay at (B, H, S, dh): all beams of a query share the memory, so beams attend as
+    extra query rows and never need expanding or reordering. Self-attention K/V are (B*width, H, t, dh).
+    """
+
+    cross_k: list[Tensor]
+    cross_v: list[Tensor]
+    mem_mask: Tensor  # (B, 1, 1, S) bool, True = attend
+    self_k: list[Tensor] = field(default_factory=list)
+    self_v: list[Tensor] = field(default_factory=list)
+    width: int = 1
+
+    def reorder(self, parent: Tensor) -> None:
+        """Keep beams ``parent`` (B, W') (indices into the current width) in that order."""
+        batch, new_width = parent.shape
+        base = torch.arange(batch, device=parent.device)[:, None] * self.width
+        flat = (base + parent).reshape(-1)
+        self.self_k = [k.index_select(0, flat) for k in self.self_k]
+        self.self_v = [v.index_select(0, flat) for v in self.self_v]
+        self.width = new_width
+
+
+class _DecoderLayer(nn.Module):
+    """Pre-norm block: causal self-attention, cross-attention to the memory, feed-forward."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln_self, self.ln_cross, self.ln_ff = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.self_out = nn.Linear(d_model, d_model)
+        self.cross_q = nn.Linear(d_model, d_model)
+        self.cross_kv = nn.Linear(d_model, 2 * d_model)
+        self.cross_out = nn.Linear(d_model, d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def _heads(self, x: Tensor) -> Tensor:  # (B, N, d) -> (B, H, N, dh)
+        b, n, d = x.shape
+        return x.view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2)
+
+    def _merge(self, x: Tensor) -> Tensor:  # (B, H, N, dh) -> (B, N, d)
+        b, h, n, dh = x.shape
+        return x.transpose(1, 2).reshape(b, n, h * dh)
+
+    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        k, v = self.cross_kv(memory).chunk(2, dim=-1)
+        return self._heads(k), self._heads(v)
+
+    def _cross(self, x: Tensor, k: Tensor, v: Tensor, mem_mask: Tensor) -> Tensor:
+        # x (B, N, d): N is target positions when training, beams when decoding; same attention either way
+        q = self._heads(self.cross_q(self.ln_cross(x)))
+        return self.drop(self.cross_out(self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mem_mask))))
+
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, mem_mask: Tensor) -> Tensor:
+        """Teacher-forced pass over the whole target (B, T, d)."""
+        q, sk, sv = (self._heads(t) for t in self.qkv(self.ln_self(x)).chunk(3, dim=-1))
+        x = x + self.drop(self.self_out(self._merge(F.scaled_dot_product_attention(q, sk, sv, is_causal=True))))
+        x = x + self._cross(x, k, v, mem_mask)
+        return x + self.drop(self.ff(self.ln_ff(x)))
+
+    def step(self, x: Tensor, cache: DecoderCache, i: int) -> Tensor:
+        """One new position per beam: x (B, W, d); appends this layer's K/V to ``cache``."""
+        b, w, d = x.shape
+        q, k, v = (self._heads(t.reshape(b * w, 1, d)) for t in self.qkv(self.ln_self(x)).chunk(3, dim=-1))
+        if len(cache.self_k) > i:
+            k, v = torch.cat([cache.self_k[i], k], dim=2), torch.cat([cache.self_v[i], v], dim=2)
+            cache.self_k[i], cache.self_v[i] = k, v
+        else:
+            cache.self_k.append(k)
+            cache.self_v.append(v)
+        att = self._merge(F.scaled_dot_product_attention(q, k, v)).view(b, w, d)
+        x = x + self.self_out(att)
+        x = x + self._cross(x, cache.cross_k[i], cache.cross_v[i], cache.mem_mask)
+        return x + self.ff(self.ln_ff(x))
+
+
+class IdDecoder(nn.Module):
+    """Transformer decoder over semantic-ID tokens, cross-attending to an encoder memory.
+
+    ``vocab_sizes`` (depth,) codes per level, suffix level included. Memory is (B, S, d_mem) with a
+    (B, S) bool mask, True = real token; every row needs at least one True.
+    """
+
+    def __init__(
+        self,
+        vocab_sizes: Sequence[int],
+        *,
+        d_model: int = 384,
+        n_layers: int = 2,
+        n_heads: int = 6,
+        d_mem: int = 384,
+        d_ff: int | None = None,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} must be divisible by n_heads {n_heads}")
+        if not vocab_sizes or min(vocab_sizes) < 1:
+            raise ValueError(f"vocab_sizes must be a non-empty list of positive sizes; got {list(vocab_sizes)}")
+        self.vocab_sizes = tuple(int(v) for v in vocab_sizes)
+        self.depth = len(self.vocab_sizes)
+        self.d_model, self.d_mem = d_model, d_mem
+        offsets = torch.tensor((0, *self.vocab_sizes[:-1])).cumsum(0) + 1  # token 0 is BOS
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.tok_emb = nn.Embedding(1 + sum(self.vocab_sizes), d_model)
+        self.pos_emb = nn.Embedding(self.depth, d_model)  # position t = the level being predicted
+        self.mem_proj = nn.Linear(d_mem, d_model) if d_mem != d_model else nn.Identity()
+        self.layers = nn.ModuleList(_DecoderLayer(d_model, n_heads, d_ff or 4 * d_model, dropout) for _ in range(n_layers))
+        self.ln_out = nn.LayerNorm(d_model)
+        self.heads = nn.ModuleList(nn.Linear(d_model, v) for v in self.vocab_sizes)
+        self.drop = nn.Dropout(dropout)
+        self.apply(_init_weights)
+
+    def _memory(self, memory: Tensor, memory_mask: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        if memory.shape[-1] != self.d_mem:
+            raise ValueError(f"memory has width {memory.shape[-1]}; this decoder was built with d_mem={self.d_mem}")
+        mem = self.mem_proj(memory.to(self.tok_emb.weight.dtype))
+        kv = [layer.memory_kv(mem) for layer in self.layers]
+        return [k for k, _ in kv], [v for _, v in kv], memory_mask.bool()[:, None, None, :]
+
+    def forward(self, memory: Tensor, memory_mask: Tensor, codes: Tensor) -> list[Tensor]:
+        """Teacher forcing: codes (B, depth) int64 -> per-level logits, entry l is (B, vocab_sizes[l])."""
+        b, depth = codes.shape
+        if depth != self.depth:
+            raise ValueError(f"codes have {depth} levels; this decoder has {self.depth}")
+        prev = self.offsets[: depth - 1] + codes[:, :-1]
+        tokens = torch.cat([torch.zeros(b, 1, dtype=torch.long, device=codes.device), prev], dim=1)
+        x = self.drop(self.tok_emb(tokens) + self.pos_emb.weight[None, :depth])
+        ks, vs, mask = self._memory(memory, memory_mask)
+        for layer, k, v in zip(self.layers, ks, vs):
+            x = layer(x, k, v, mask)
+        x = self.ln_out(x)
+        return [head(x[:, t]) for t, head in enumerate(self.heads)]
+
+    def loss(self, memory: Tensor, memory_mask: Tensor, codes: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
+        """Mean over levels of the per-level cross-entropy (scalar)."""
+        logits = self(memory, memory_mask, codes)
+        return sum(F.cross_entropy(lg.float(), codes[:, t], label_smoothing=label_smoothing) for t, lg in enumerate(logits)) / self.depth
+
+    # -------------------------------------------------------------------------------- incremental
+    def start(self, memory: Tensor, memory_mask: Tensor) -> DecoderCache:
+        """Project the memory into per-layer cross-attention K/V once per batch."""
+        ks, vs, mask = self._memory(memory, memory_mask)
+        return DecoderCache(cross_k=ks, cross_v=vs, mem_mask=mask)
+
+    def step(self, cache: DecoderCache, prev_codes: Tensor | None, level: int) -> Tensor:
+        """Logits (B, W, vocab_sizes[level]) for the code at ``level``.
+
+        ``prev_codes`` (B, W) are the beams' codes at level-1 (None at level 0, which reads BOS). The cache
+        must already be reordered to these W beams; this call appends their K/V.
+        """
+        b = cache.mem_mask.shape[0]
+        if level == 0:
+            tokens = torch.zeros(b, 1, dtype=torch.long, device=cache.mem_mask.device)
+        else:
+            tokens = self.offsets[level - 1] + prev_codes
+        x = self.tok_emb(tokens) + self.pos_emb.weight[level]
+        for i, layer in enumerate(self.layers):
+            x = layer.step(x, cache, i)
+        cache.width = x.shape[1]
+        return self.heads[level](self.ln_out(x))
+
+
+def _init_weights(module: nn.Module) -> None:
+    # small init (GPT-2 style) keeps the untrained decoder's logits near uniform
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
