@@ -164,10 +164,10 @@ def verify(index_dir: Path = typer.Argument(..., help="index directory")) -> Non
     typer.echo(f"ok: {index_dir} format {manifest['format_version']}, {len(manifest['files'])} files verified")
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:
-        app()
+        app(args=argv)
     except USER_ERRORS as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         typer.echo(f"error: {msg}", err=True)

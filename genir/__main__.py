@@ -1,0 +1,3 @@
+from genir.cli import main
+
+main()

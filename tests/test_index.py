@@ -1,0 +1,95 @@
+"""GenerativeIndex over a small synthetic corpus: build, search modes, save -> load -> identical results."""
+import numpy as np
+import pytest
+
+from genir.config import IndexConfig
+from genir.data.types import Corpus
+from genir.index import GenerativeIndex
+
+TOPICS = {
+    "astronomy": "telescope galaxy star orbit planet nebula",
+    "cooking": "recipe oven flour butter sugar bake",
+    "finance": "stock market bond interest rate inflation",
+    "medicine": "patient vaccine dose clinical trial virus",
+}
+
+
+def synthetic_corpus(per_topic: int = 12, seed: int = 0) -> Corpus:
+    rng = np.random.default_rng(seed)
+    ids, titles, texts = [], [], []
+    for topic, words in TOPICS.items():
+        vocab = words.split()
+        for j in range(per_topic):
+            ids.append(f"{topic}-{j}")
+            titles.append(f"{topic} note {j}")
+            texts.append(" ".join(rng.choice(vocab, size=12)) + f" item{j}{topic}")
+    return Corpus.from_records(ids, titles, texts)
+
+
+@pytest.fixture(scope="module")
+def base_index():
+    return GenerativeIndex.build(synthetic_corpus(), IndexConfig(generative=False), device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "rrf"])
+def test_modes_find_the_topic(base_index, mode):
+    hits = base_index.search(["galaxy telescope orbit", "bake a cake with butter"], k=5, mode=mode)
+    assert [len(h) for h in hits] == [5, 5]
+    assert all(h.doc_id.startswith("astronomy") for h in hits[0])
+    assert all(h.doc_id.startswith("cooking") for h in hits[1])
+    scores = [h.score for h in hits[0]]
+    assert scores == sorted(scores, reverse=True)
+    assert [h.rank for h in hits[0]] == [1, 2, 3, 4, 5]
+
+
+def test_bm25_exact_token(base_index):
+    top = base_index.search(["item7finance"], k=1, mode="bm25")[0][0]
+    assert top.doc_id == "finance-7"
+
+
+def test_save_load_identical(base_index, tmp_path):
+    base_index.save(tmp_path / "idx")
+    loaded = GenerativeIndex.load(tmp_path / "idx", device="cpu")
+    queries = ["inflation and bonds", "vaccine trial", "planet nebula"]
+    for mode in ("dense", "bm25", "rrf"):
+        a = base_index.search_arrays(queries, 10, mode=mode)
+        b = loaded.search_arrays(queries, 10, mode=mode)
+        np.testing.assert_array_equal(a.doc_idx, b.doc_idx)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    assert loaded.cfg == base_index.cfg
+    assert loaded.corpus.table.equals(base_index.corpus.table)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(k=0), "k must be a positive integer"),
+    (dict(mode="magic"), "unknown mode 'magic'; expected one of"),
+    (dict(mode="generative"), "needs the generative model"),
+    (dict(queries=["  "]), "empty query"),
+])
+def test_bad_search_arguments(base_index, bad, match):
+    args = {"queries": ["stock"], "k": 3, "mode": "dense", **bad}
+    with pytest.raises(ValueError, match=match):
+        base_index.search(args.pop("queries"), args.pop("k"), **args)
+
+
+def test_k_larger_than_corpus(base_index):
+    res = base_index.search_arrays(["stock"], 100, mode="dense")
+    assert res.doc_idx.shape == (1, 100)
+    assert (res.doc_idx[0, :len(base_index)] >= 0).all() and (res.doc_idx[0, len(base_index):] == -1).all()
+
+
+def test_hnsw_factory():
+    from genir.config import DenseConfig
+
+    cfg = IndexConfig(generative=False, dense=DenseConfig(factory="HNSW32"))
+    idx = GenerativeIndex.build(synthetic_corpus(4), cfg, device="cpu", progress=False)
+    hits = idx.search(["galaxy telescope"], k=3, mode="dense")[0]
+    assert hits[0].doc_id.startswith("astronomy")
+
+
+def test_bad_factory_string():
+    from genir.config import DenseConfig
+
+    with pytest.raises(ValueError, match="faiss could not build factory string 'Nope'"):
+        GenerativeIndex.build(synthetic_corpus(2), IndexConfig(generative=False, dense=DenseConfig(factory="Nope")),
+                              device="cpu", progress=False)
