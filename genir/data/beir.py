@@ -141,12 +141,24 @@ def load_beir(folder: str | Path, *, split: str | None = None, dev_fraction: flo
     source = None if split is None else source_split(split, files, folder=folder)  # fail before parsing
     corpus, skipped = read_corpus(_require(folder, CORPUS_FILES))
     queries = read_queries(_require(folder, QUERIES_FILES))
+    return assemble(folder, corpus, skipped, queries, split=split,
+                    qrels_path=None if source is None else files[source], fmt="beir",
+                    carved=source != split, dev_fraction=dev_fraction, seed=seed)
+
+
+def assemble(folder: Path, corpus: Corpus, skipped: list[str], queries: Queries, *, split: str | None,
+             qrels_path: Path | None, fmt: str, carved: bool, dev_fraction: float,
+             seed: int) -> BeirDataset:
+    """The dataset with the qrels of ``split`` read from ``qrels_path`` (the train file when ``carved``).
+
+    Judgements are checked against corpus and queries; those of skipped empty documents are dropped.
+    """
     qrels = None
-    if source is not None:
-        qrels = read_qrels(files[source], fmt="beir", doc_ids=set(corpus.doc_ids).union(skipped),
+    if split is not None and qrels_path is not None:
+        qrels = read_qrels(qrels_path, fmt=fmt, doc_ids=set(corpus.doc_ids).union(skipped),
                            query_ids=set(queries.query_ids))
-        qrels = drop_docs(qrels, skipped, path=files[source])
-        if source != split:
+        qrels = drop_docs(qrels, skipped, path=qrels_path)
+        if carved:
             qrels = carve(queries, qrels, split, fraction=dev_fraction, seed=seed)[1]
     return BeirDataset(name=folder.resolve().name, corpus=corpus, queries=queries, qrels=qrels,
                        split=split, skipped_docs=len(skipped))

@@ -10,11 +10,10 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from genir.data.beir import BeirDataset, find_file
+from genir.data.beir import BeirDataset, assemble, find_file
 from genir.data.errors import DataFormatError
 from genir.data.lines import iter_lines, string_table
-from genir.data.qrels import drop_docs, read_qrels
-from genir.data.split import carve, source_split, with_carved
+from genir.data.split import source_split, with_carved
 from genir.data.types import Corpus, Queries
 
 logger = logging.getLogger(__name__)
@@ -103,10 +102,5 @@ def load_msmarco(folder: str | Path, *, split: str, dev_fraction: float = 0.2,
         raise FileNotFoundError(f"{queries_path}: missing; qrels.{source}.tsv needs its queries file")
     corpus, skipped = read_collection(collection)
     queries = read_query_tsv(queries_path)
-    qrels = read_qrels(files[source], fmt="trec", doc_ids=set(corpus.doc_ids).union(skipped),
-                       query_ids=set(queries.query_ids))
-    qrels = drop_docs(qrels, skipped, path=files[source])
-    if source != split:
-        qrels = carve(queries, qrels, split, fraction=dev_fraction, seed=seed)[1]
-    return BeirDataset(name=folder.resolve().name, corpus=corpus, queries=queries, qrels=qrels,
-                       split=split, skipped_docs=len(skipped))
+    return assemble(folder, corpus, skipped, queries, split=split, qrels_path=files[source], fmt="trec",
+                    carved=source != split, dev_fraction=dev_fraction, seed=seed)
