@@ -9,6 +9,7 @@ import bm25s
 import numpy as np
 
 from genir.config import Bm25Config
+from genir.ranking import finalize
 
 logger = logging.getLogger(__name__)
 
@@ -46,23 +47,17 @@ class Bm25Index:
     def __len__(self) -> int:
         return int(self.retriever.scores["num_docs"])
 
-    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """queries -> (scores (q, k) float32, doc_idx (q, k) int64); -1 / -inf past the matching docs."""
+    def search(self, queries: Sequence[str], k: int, *, deleted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """queries -> (scores (q, k) float32, doc_idx (q, k) int64); -1 / -inf past the matching docs.
+        `deleted` (n,) bool masks removed documents."""
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
-        n = len(self)
-        kk = min(k, n)
-        tokens = self._tokenize(queries)
-        docs, scores = self.retriever.retrieve(tokens, k=kk, show_progress=False, n_threads=1)
-        docs = np.asarray(docs, dtype=np.int64)
-        scores = np.asarray(scores, dtype=np.float32)
+        n_del = 0 if deleted is None else int(deleted.sum())
+        kk = min(k + n_del, len(self))
+        docs, scores = self.retriever.retrieve(self._tokenize(queries), k=kk, show_progress=False, n_threads=1)
         # bm25s fills zero-score slots with arbitrary docs; treat them as no result.
         docs = np.where(scores > 0, docs, -1)
-        scores = np.where(scores > 0, scores, -np.inf).astype(np.float32)
-        if kk < k:
-            docs = np.pad(docs, ((0, 0), (0, k - kk)), constant_values=-1)
-            scores = np.pad(scores, ((0, 0), (0, k - kk)), constant_values=-np.inf)
-        return scores, docs
+        return finalize(np.where(scores > 0, scores, -np.inf), docs, k, deleted)
 
     def save(self, folder: Path) -> None:
         self.retriever.save(str(folder))

@@ -156,6 +156,39 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 @app.command()
+def add(
+    index_dir: Path = typer.Argument(..., help="index directory"),
+    data_dir: Path = typer.Argument(..., help="dataset folder whose corpus holds the new documents"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Add documents to an index without retraining (new version written atomically)."""
+    from genir.index import GenerativeIndex
+
+    idx = GenerativeIndex.load(index_dir, device=device)
+    new_idx = idx.add(_dataset(data_dir, None, 0.2, 0).corpus)
+    version = idx.save(index_dir)
+    typer.echo(f"added {len(new_idx)} documents to {index_dir} ({version.name}); {len(idx)} live documents")
+
+
+@app.command()
+def remove(
+    index_dir: Path = typer.Argument(..., help="index directory"),
+    ids: Path = typer.Option(..., "--ids", help="file with one document id per line"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Remove documents (ids listed in a file) from every structure of an index."""
+    from genir.index import GenerativeIndex
+
+    doc_ids = [line.strip() for line in Path(ids).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not doc_ids:
+        raise ValueError(f"{ids} lists no document ids")
+    idx = GenerativeIndex.load(index_dir, device=device)
+    idx.remove(doc_ids)
+    version = idx.save(index_dir)
+    typer.echo(f"removed {len(doc_ids)} documents from {index_dir} ({version.name}); {len(idx)} live documents")
+
+
+@app.command()
 def verify(index_dir: Path = typer.Argument(..., help="index directory")) -> None:
     """Check an index's manifest and the sha256 of every file."""
     from genir.store import verify as verify_index

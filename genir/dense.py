@@ -8,6 +8,7 @@ import faiss
 import numpy as np
 
 from genir.config import DenseConfig
+from genir.ranking import finalize
 
 logger = logging.getLogger(__name__)
 
@@ -73,18 +74,7 @@ class DenseIndex:
         D, I = self._search_index.search(np.ascontiguousarray(queries, dtype=np.float32), kk)
         if self.cfg.metric == "l2":
             D = -D
-        if n_del:
-            gone = (I >= 0) & self.deleted[np.clip(I, 0, None)]
-            D = np.where(gone, -np.inf, D)
-            order = np.argsort(-D, axis=1, kind="stable")
-            D, I = np.take_along_axis(D, order, 1), np.take_along_axis(np.where(gone, -1, I), order, 1)
-        D, I = D[:, :k], I[:, :k]
-        if D.shape[1] < k:
-            pad = k - D.shape[1]
-            D = np.pad(D, ((0, 0), (0, pad)), constant_values=-np.inf)
-            I = np.pad(I, ((0, 0), (0, pad)), constant_values=-1)
-        I = np.where(np.isfinite(D), I, -1)
-        return D.astype(np.float32), I.astype(np.int64)
+        return finalize(D, I, k, self.deleted)
 
     def add(self, emb: np.ndarray) -> None:
         """Append vectors: they get doc_idx len(self) .. len(self)+n-1."""

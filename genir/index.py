@@ -107,8 +107,51 @@ class GenerativeIndex:
     def modes(self) -> tuple[str, ...]:
         return BASE_MODES
 
+    @property
+    def deleted(self) -> np.ndarray:
+        """(n,) bool: documents removed from every structure (doc_idx stays stable)."""
+        return self.dense.deleted
+
     def __len__(self) -> int:
-        return len(self.corpus)
+        """Live (not removed) documents."""
+        return len(self.corpus) - int(self.deleted.sum())
+
+    # ---------------------------------------------------------------- updates
+    def add(self, docs: Corpus, *, progress: bool | None = None) -> np.ndarray:
+        """Add documents without retraining; returns their doc_idx (m,). Doc ids must be new."""
+        if len(docs) == 0:
+            return np.zeros(0, dtype=np.int64)
+        live = {d for d, gone in zip(self._doc_ids, self.deleted.tolist()) if not gone}
+        clash = [d for d in docs.doc_ids if d in live]
+        if clash:
+            raise ValueError(f"{len(clash)} document ids already in the index (e.g. {clash[:3]}); remove them first")
+        new_idx = np.arange(len(self.corpus), len(self.corpus) + len(docs), dtype=np.int64)
+        emb = self.embedder.encode(docs.passages(), progress=progress)
+        self._add_generative(emb, docs, new_idx)
+        self.dense.add(emb)
+        self.embeddings = np.concatenate([self.embeddings, emb])
+        self.corpus = Corpus(pa.concat_tables([self.corpus.table, docs.table]))
+        self.bm25 = Bm25Index.build(self.corpus.passages(), self.cfg.bm25)  # bm25s has no incremental add
+        self._doc_ids = self.corpus.doc_ids
+        self._titles = self.corpus.table.column("title").to_pylist()
+        return new_idx
+
+    def remove(self, doc_ids: Sequence[str]) -> np.ndarray:
+        """Remove documents by id from every structure; returns their doc_idx. Unknown ids are an error."""
+        position = {d: i for i, d in enumerate(self._doc_ids) if not self.deleted[i]}
+        unknown = [d for d in doc_ids if d not in position]
+        if unknown:
+            raise ValueError(f"{len(unknown)} document ids are not in the index (e.g. {unknown[:3]})")
+        idx = np.array(sorted({position[d] for d in doc_ids}), dtype=np.int64)
+        self._remove_generative(idx)
+        self.dense.remove(idx)
+        return idx
+
+    def _add_generative(self, emb: np.ndarray, docs: Corpus, new_idx: np.ndarray) -> None:
+        """Hook for the generative layer (IDs from the frozen codec, trie insert)."""
+
+    def _remove_generative(self, idx: np.ndarray) -> None:
+        """Hook for the generative layer (trie delete)."""
 
     # ---------------------------------------------------------------- search
     def search(self, queries: Sequence[str], k: int = 10, *, mode: str = "dense") -> list[list[Hit]]:
@@ -132,7 +175,7 @@ class GenerativeIndex:
         if mode == "dense":
             scores, idx = self.dense.search(self.embedder.encode(queries), k)
         elif mode == "bm25":
-            scores, idx = self.bm25.search(queries, k)
+            scores, idx = self.bm25.search(queries, k, deleted=self.deleted)
         elif mode == "rrf":
             idx, scores = self._rrf(queries, k)
         else:
@@ -144,7 +187,7 @@ class GenerativeIndex:
 
         depth = max(depth, k)
         ds, di = self.dense.search(self.embedder.encode(queries), depth)
-        bs, bi = self.bm25.search(queries, depth)
+        bs, bi = self.bm25.search(queries, depth, deleted=self.deleted)
         return rrf([(di, ds), (bi, bs)], k=k, k_rrf=k_rrf)
 
     def _search_model(self, queries: list[str], k: int, *, mode: str) -> SearchResult:
@@ -165,7 +208,7 @@ class GenerativeIndex:
         return {
             "kind": "retrieval",
             "config": to_dict(self.cfg),
-            "counts": {"documents": len(self.corpus), "deleted": int(self.dense.deleted.sum())},
+            "counts": {"documents": len(self), "rows": len(self.corpus), "deleted": int(self.deleted.sum())},
             "encoder": self.cfg.embed.model,
             "modes": list(self.modes),
             **self.meta,

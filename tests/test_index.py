@@ -93,3 +93,25 @@ def test_bad_factory_string():
     with pytest.raises(ValueError, match="faiss could not build factory string 'Nope'"):
         GenerativeIndex.build(synthetic_corpus(2), IndexConfig(generative=False, dense=DenseConfig(factory="Nope")),
                               device="cpu", progress=False)
+
+
+def test_add_and_remove_without_rebuild(tmp_path):
+    idx = GenerativeIndex.build(synthetic_corpus(3), IndexConfig(generative=False), device="cpu", progress=False)
+    new = Corpus.from_records(["zoo-1"], ["zebra giraffe"], ["zebra giraffe savanna lion zoo"])
+    assert idx.add(new).tolist() == [12]
+    for mode in ("dense", "bm25"):
+        assert idx.search(["zebra giraffe savanna"], k=1, mode=mode)[0][0].doc_id == "zoo-1"
+    with pytest.raises(ValueError, match="already in the index"):
+        idx.add(new)
+    idx.remove(["zoo-1", "cooking-0"])
+    for mode in ("dense", "bm25"):
+        found = {h.doc_id for h in idx.search(["zebra giraffe savanna recipe oven"], k=20, mode=mode)[0]}
+        assert "zoo-1" not in found and "cooking-0" not in found
+    assert len(idx) == 11
+    with pytest.raises(ValueError, match="not in the index"):
+        idx.remove(["zoo-1"])
+    idx.save(tmp_path / "i")
+    back = GenerativeIndex.load(tmp_path / "i", device="cpu")
+    assert len(back) == 11 and back.deleted.sum() == 2
+    np.testing.assert_array_equal(back.search_arrays(["recipe oven"], 5, mode="bm25").doc_idx,
+                                  idx.search_arrays(["recipe oven"], 5, mode="bm25").doc_idx)
