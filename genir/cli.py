@@ -164,9 +164,13 @@ def add(
     """Add documents to an index without retraining (new version written atomically)."""
     from genir.index import GenerativeIndex
 
-    idx = GenerativeIndex.load(index_dir, device=device)
-    new_idx = idx.add(_dataset(data_dir, None, 0.2, 0).corpus)
-    version = idx.save(index_dir)
+    from genir.store import writer_lock
+
+    docs = _dataset(data_dir, None, 0.2, 0).corpus  # parse first: bad input never takes the lock
+    with writer_lock(index_dir):
+        idx = GenerativeIndex.load(index_dir, device=device)
+        new_idx = idx.add(docs)
+        version = idx.save(index_dir)
     typer.echo(f"added {len(new_idx)} documents to {index_dir} ({version.name}); {len(idx)} live documents")
 
 
@@ -182,9 +186,12 @@ def remove(
     doc_ids = [line.strip() for line in Path(ids).read_text(encoding="utf-8").splitlines() if line.strip()]
     if not doc_ids:
         raise ValueError(f"{ids} lists no document ids")
-    idx = GenerativeIndex.load(index_dir, device=device)
-    idx.remove(doc_ids)
-    version = idx.save(index_dir)
+    from genir.store import writer_lock
+
+    with writer_lock(index_dir):
+        idx = GenerativeIndex.load(index_dir, device=device)
+        idx.remove(doc_ids)
+        version = idx.save(index_dir)
     typer.echo(f"removed {len(doc_ids)} documents from {index_dir} ({version.name}); {len(idx)} live documents")
 
 

@@ -14,6 +14,7 @@ CURRENT pointer can.)
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import genir
 
@@ -36,6 +37,27 @@ KEEP_VERSIONS = 2  # the live one and its predecessor (for readers still holding
 
 class IndexFormatError(ValueError):
     """The directory is not a loadable genir index; the message names the file and the fix."""
+
+
+def crash_point(name: str) -> None:
+    """Test hook for the kill suite: with GENIR_CRASH_AT=N the N-th point reached dies by SIGKILL, and
+    GENIR_CRASH_LOG=FILE appends each point's name, so a test can enumerate every point of a write."""
+    log = os.environ.get("GENIR_CRASH_LOG")
+    at = os.environ.get("GENIR_CRASH_AT")
+    if log is None and at is None:
+        return
+    global _crash_count
+    _crash_count += 1
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{_crash_count} {name}\n")
+    if at is not None and int(at) == _crash_count:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_crash_count = 0
 
 
 def sha256_file(path: Path) -> str:
@@ -62,9 +84,11 @@ def _finish_version(folder: Path, manifest: dict[str, Any]) -> None:
     """Checksum every file, write manifest.json last, fsync all of it."""
     files = {}
     for p in _files(folder):
+        crash_point(f"fsync {p.name}")
         with open(p, "rb") as f:
             os.fsync(f.fileno())
         files[p.relative_to(folder).as_posix()] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    crash_point("write manifest")
     manifest = {
         "format_version": FORMAT_VERSION,
         "genir_version": genir.__version__,
@@ -76,9 +100,26 @@ def _finish_version(folder: Path, manifest: dict[str, Any]) -> None:
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False))
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+    crash_point("rename manifest")
     os.replace(tmp, folder / MANIFEST)
     for sub in {p.parent for p in _files(folder)} | {folder}:
         _fsync_dir(sub)
+
+
+@contextlib.contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """Exclusive lock for read-modify-write updates (add, remove) of an existing index, so two writers
+    cannot both start from version N and lose one's change. Readers never take it."""
+    import fcntl
+
+    path = Path(path)
+    current_version(path)  # a clear error when `path` is not an index
+    with open(path / ".lock", "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def is_index(path: Path) -> bool:
@@ -157,18 +198,24 @@ def write_version(path: Path, write: Callable[[Path], dict[str, Any]]) -> Path:
         number = int(existing[-1][1:]) + 1 if existing else 1
         name = f"v{number:06d}"
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
+        crash_point("write files")
         manifest = write(staging)
         _finish_version(staging, manifest)
+        crash_point("rename version")
         os.replace(staging, root / name)
+        crash_point("write pointer")
         pointer_tmp = root / f".{CURRENT}.tmp-{os.getpid()}"
         pointer_tmp.write_text(name + "\n")
         with open(pointer_tmp, "rb") as f:
             os.fsync(f.fileno())
+        crash_point("switch pointer")
         os.replace(pointer_tmp, root / CURRENT)
         _fsync_dir(root)
         if fresh:
+            crash_point("rename index")
             os.replace(root, path)
             _fsync_dir(parent)
+        crash_point("collect garbage")
     except BaseException:
         if fresh:
             shutil.rmtree(root, ignore_errors=True)
