@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from contextlib import contextmanager
 
 import pytest
 from conftest import TINY_CORPUS, TINY_QUERIES
@@ -12,23 +13,14 @@ from genir.data.beir import available_splits, load_beir
 from genir.data.errors import DataFormatError
 
 
+@contextmanager
 def raises_at(path, line, match=None):
-    """Context manager: DataFormatError whose message starts with path:line."""
-
-    class _Check:
-        def __enter__(self):
-            self.ctx = pytest.raises(DataFormatError, match=match)
-            self.info = self.ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            handled = self.ctx.__exit__(*exc)
-            where = f"{path}:{line}:" if line is not None else f"{path}:"
-            assert str(self.info.value).startswith(where), str(self.info.value)
-            assert self.info.value.line == line
-            return handled
-
-    return _Check()
+    """Expect a DataFormatError whose message starts with ``path:line:`` (``path:`` when line is None)."""
+    with pytest.raises(DataFormatError, match=match) as info:
+        yield info
+    where = f"{path}:{line}:" if line is not None else f"{path}:"
+    assert str(info.value).startswith(where), str(info.value)
+    assert info.value.line == line
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -49,6 +41,15 @@ def test_no_split_gives_no_qrels(write_beir):
     assert ds.qrels is None and len(ds.queries) == 4
     with pytest.raises(ValueError, match="no split loaded"):
         ds.split_queries()
+
+
+def test_corpus_only_folder(write_beir):
+    folder = write_beir(qrels={})
+    (folder / "queries.jsonl").unlink()
+    ds = load_beir(folder)
+    assert len(ds.corpus) == len(TINY_CORPUS) and len(ds.queries) == 0 and available_splits(folder) == []
+    with pytest.raises(ValueError, match=r"unknown split 'test'; expected one of \[\]"):
+        load_beir(folder, split="test")
 
 
 def test_available_splits_and_unknown_split(write_beir):
@@ -207,3 +208,16 @@ def test_scifact_counts_and_speed(shared_data):
     assert ds.skipped_docs == 0 and len(set(ds.corpus.doc_ids)) == 5183
     assert set(ds.qrels.table.column("relevance").to_pylist()) == {1}
     assert elapsed < 1.0, f"SciFact took {elapsed:.2f} s to load"
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_progress_bar_does_not_change_results(write_beir, monkeypatch, gz):
+    from genir.data import lines
+
+    folder = write_beir(gz=gz)
+    quiet = load_beir(folder, split="test")
+    monkeypatch.setenv("GENIR_PROGRESS", "1")
+    monkeypatch.setattr(lines, "_PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(lines, "_PROGRESS_EVERY", 1)
+    loud = load_beir(folder, split="test")
+    assert loud.corpus.table.equals(quiet.corpus.table) and loud.qrels.table.equals(quiet.qrels.table)

@@ -133,6 +133,8 @@ def load_beir(folder: str | Path, *, split: str | None = None, dev_fraction: flo
               seed: int = 0) -> BeirDataset:
     """Load a BEIR folder; with ``split``, also its qrels, checked against corpus and queries.
 
+    Without ``split``, queries.jsonl may be absent (``queries`` is then empty).
+
     ``split`` is a qrels file name or a carved split ("dev", "train-dev": ``dev_fraction`` of the
     train queries with ``seed``, see genir.data.split) when the folder has no file of that name.
     """
@@ -140,7 +142,10 @@ def load_beir(folder: str | Path, *, split: str | None = None, dev_fraction: flo
     files = _qrels_files(folder)
     source = None if split is None else source_split(split, files, folder=folder)  # fail before parsing
     corpus, skipped = read_corpus(_require(folder, CORPUS_FILES))
-    queries = read_queries(_require(folder, QUERIES_FILES))
+    if split is None and find_file(folder, QUERIES_FILES) is None:
+        queries = Queries.from_records([], [])  # a bare corpus folder is enough to build an index
+    else:
+        queries = read_queries(_require(folder, QUERIES_FILES))
     return assemble(folder, corpus, skipped, queries, split=split,
                     qrels_path=None if source is None else files[source], fmt="beir",
                     carved=source != split, dev_fraction=dev_fraction, seed=seed)
