@@ -65,10 +65,14 @@ def index(
         generative=generative,
         seed=seed,
     )
-    ds = _dataset(data_dir, train_split if generative else None, dev_fraction, seed)
-    train_q = ds.split_queries() if generative and ds.qrels is not None else None
-    built = GenerativeIndex.build(ds.corpus, cfg, train_queries=train_q, train_qrels=ds.qrels if train_q else None,
-                                  device=device)
+    from genir.data import load_corpus
+
+    if generative:
+        ds = _dataset(data_dir, train_split, dev_fraction, seed)
+        corpus, train_q, train_qrels = ds.corpus, ds.split_queries(), ds.qrels
+    else:
+        corpus, train_q, train_qrels = load_corpus(data_dir), None, None
+    built = GenerativeIndex.build(corpus, cfg, train_queries=train_q, train_qrels=train_qrels, device=device)
     version = built.save(out)
     typer.echo(f"indexed {len(built)} documents from {data_dir} into {out} ({version.name}); "
                f"modes: {', '.join(built.modes)}")
@@ -166,7 +170,9 @@ def add(
 
     from genir.store import writer_lock
 
-    docs = _dataset(data_dir, None, 0.2, 0).corpus  # parse first: bad input never takes the lock
+    from genir.data import load_corpus
+
+    docs = load_corpus(data_dir)  # parse first: bad input never takes the lock
     with writer_lock(index_dir):
         idx = GenerativeIndex.load(index_dir, device=device)
         new_idx = idx.add(docs)

@@ -21,7 +21,7 @@ from genir.data.types import Corpus, Qrels, Queries, Sequences
 FORMATS = ("beir", "msmarco")
 
 __all__ = ["CARVED_SPLITS", "FORMATS", "BeirDataset", "Corpus", "DataFormatError", "Qrels", "Queries",
-           "Sequences", "available_splits", "detect_format", "dev_split", "load_beir", "load_dataset",
+           "Sequences", "available_splits", "detect_format", "dev_split", "load_beir", "load_corpus", "load_dataset",
            "load_item_attribute_ids", "load_msmarco", "load_sequences", "read_parquet", "resolve_split",
            "sql", "write_parquet"]
 
@@ -41,6 +41,14 @@ def available_splits(folder: str | Path, *, carved: bool = True) -> list[str]:
     """Split names of a BEIR or MS MARCO folder (with the dev/train-dev carve-outs when ``carved``)."""
     module = beir if detect_format(folder) == "beir" else msmarco
     return module.available_splits(folder, carved=carved)
+
+
+def load_corpus(folder: str | Path) -> Corpus:
+    """Only the documents of a BEIR or MS MARCO folder (what `genir index` and `genir add` need)."""
+    folder = Path(folder)
+    if detect_format(folder) == "beir":
+        return beir.read_corpus(beir.find_file(folder, beir.CORPUS_FILES))[0]
+    return msmarco.read_collection(beir.find_file(folder, msmarco.COLLECTION_FILES))[0]
 
 
 def load_dataset(folder: str | Path, *, split: str | None = None, dev_fraction: float = 0.2,
