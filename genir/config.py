@@ -65,9 +65,18 @@ class Bm25Config:
 @dataclass(frozen=True)
 class CodecConfig:
     scheme: str = "rqvae"  # rqvae | rqkmeans | hkmeans | atomic
-    levels: int = 3  # codebooks (levels before the collision suffix)
-    codebook_size: int = 256  # codes per level
+    levels: int = 3  # codebooks (levels before the collision suffix); atomic always uses 1
+    codebook_size: int = 256  # codes per level; hkmeans: branching factor and leaf size
     seed: int = 0  # seed for k-means init and training
+    kmeans_iters: int = 25  # faiss k-means iterations (rqkmeans, hkmeans, RQ-VAE codebook init)
+    hidden_dims: tuple[int, ...] = (512, 256, 128)  # RQ-VAE encoder MLP widths, decoder mirrors them (TIGER)
+    latent_dim: int = 32  # RQ-VAE latent = codebook vector size (TIGER)
+    epochs: int = 60  # RQ-VAE passes over the data (enough for < 60 s on 12k x 384 with 1 CPU thread)
+    batch_size: int = 1024  # RQ-VAE batch; >= codebook_size so dead codes can be re-seeded from one batch
+    lr: float = 1e-3  # RQ-VAE Adam learning rate
+    beta: float = 0.25  # RQ-VAE commitment weight (TIGER)
+    init_sample: int = 20000  # latents (a seeded sample) clustered by k-means to initialise the codebooks
+    reset_dead: bool = True  # re-seed codes unused during an epoch from the epoch's last batch residuals
 
 
 @dataclass(frozen=True)
