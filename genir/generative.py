@@ -1,0 +1,225 @@
+"""GenerativeRetriever: train the seq2seq on a corpus's semantic IDs, search with constrained beam search.
+
+The facade the index wires in: ``train`` (pairs from genir.pseudo, cached frozen-encoder states, the loop
+from genir.train), ``search`` / ``search_prefixes`` (numpy in, numpy out) and ``save`` / ``load``
+(``model.safetensors`` + ``generative.json``; no pickle).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from genir import __version__
+from genir.config import ModelConfig, TrainConfig, from_dict, to_dict
+from genir.decoding import constrained_beam_search, prefix_beam_search
+from genir.model import Seq2SeqRetriever, TextEncoder
+from genir.progress import track
+from genir.pseudo import make_pairs
+from genir.train import TrainResult, default_param_groups, resolve_device, setup_distributed, train_model
+from genir.trie import IdTrie
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+ENCODE_BATCH = 128
+
+
+class GenerativeRetriever:
+    """A trained Seq2SeqRetriever plus the IdTrie its outputs are constrained to."""
+
+    def __init__(self, model: Seq2SeqRetriever, trie: IdTrie, *, device: str = "auto") -> None:
+        self.model = model.eval()
+        self.trie = trie
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        self.train_result: TrainResult | None = None
+
+    # ------------------------------------------------------------------------------------------ training
+    @classmethod
+    def train(
+        cls,
+        texts: list[str],
+        titles: list[str],
+        codes: np.ndarray,
+        trie: IdTrie,
+        train_queries: list[str],
+        train_doc_idx: list[list[int]] | np.ndarray,
+        *,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        device: str = "auto",
+        workdir: Path | None = None,
+        resume: bool = False,
+        progress: bool | None = None,
+    ) -> "GenerativeRetriever":
+        """Train on documents ``texts``/``titles`` (n,) with IDs ``codes`` (n, depth) int (row i = doc_idx i).
+
+        ``train_queries``/``train_doc_idx`` are TRAIN-split queries and their relevant doc_idx (never dev).
+        ``workdir`` holds checkpoints and the encoder-state cache; ``resume=True`` continues from its newest
+        checkpoint. Works under torchrun (every process calls this; rank 0 writes files).
+        """
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.ndim != 2 or len(codes) != len(texts):
+            raise ValueError(f"codes must have shape ({len(texts)}, depth); got {codes.shape}")
+        if trie.num_levels != codes.shape[1] or not np.array_equal(trie.lookup(codes), np.arange(len(codes))):
+            raise ValueError("trie does not map codes row i to doc_idx i; build it with IdTrie.from_codes(codes)")
+        info = setup_distributed(device)
+        torch.manual_seed(train_cfg.seed)
+        vocab = tuple(int(max(v, c)) for v, c in zip(trie.vocab_sizes, codes.max(axis=0) + 1))
+        model = Seq2SeqRetriever(model_cfg, vocab, label_smoothing=train_cfg.label_smoothing)
+        pairs = make_pairs(texts, titles, train_queries, train_doc_idx, cfg=train_cfg)
+        logger.info("training pairs: %s from %d unique texts", pairs.counts(), len(pairs.texts))
+        flat, offsets = _cached_states(model.encoder, pairs.texts, workdir, info.rank, info.world_size, progress)
+        data = CachedPairs(flat, offsets, pairs.text_idx, torch.from_numpy(codes[pairs.doc_idx]))
+        groups = default_param_groups(model.decoder, train_cfg.lr, train_cfg.weight_decay)
+        enc = [p for p in model.encoder.parameters() if p.requires_grad]
+        if enc:
+            groups.append({"params": enc, "lr": train_cfg.encoder_lr, "weight_decay": train_cfg.weight_decay})
+        result = train_model(
+            model, data, train_cfg, workdir=workdir, resume=resume, device=device, param_groups=groups, progress=progress
+        )
+        retriever = cls(model, trie, device=device)
+        retriever.train_result = result
+        return retriever
+
+    # ------------------------------------------------------------------------------------------ search
+    def _memory(self, queries: Sequence[str]) -> tuple[Tensor, Tensor]:
+        return self.model.encoder(queries)
+
+    @torch.no_grad()
+    def search(
+        self, queries: list[str], *, k: int = 10, beam_size: int = 20, renormalize: bool = False, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Constrained generation -> (doc_idx (n, k) int64, scores (n, k) float32 log-probs), -1 / -inf padded.
+
+        Every returned doc_idx is a document in the trie. The beam is widened to ``k`` when ``k > beam_size``.
+        """
+        self.trie.to(self.device)
+        docs, scores = [], []
+        for start in track(range(0, len(queries), batch_size), description="generative search", total=-(-len(queries) // batch_size)):
+            memory, mask = self._memory(queries[start : start + batch_size])
+            res = constrained_beam_search(
+                self.model.decoder, memory, mask, self.trie, beam_size=max(beam_size, k), num_return=k, renormalize=renormalize
+            )
+            docs.append(res.doc_idx.cpu().numpy())
+            scores.append(res.scores.cpu().numpy())
+        return _stack(docs, (0, k), np.int64), _stack(scores, (0, k), np.float32)
+
+    @torch.no_grad()
+    def search_prefixes(
+        self, queries: list[str], *, level: int, beam_size: int = 20, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best ID prefixes of length ``level`` -> (trie node ids at depth ``level`` (n, beam_size) int64,
+        log-probs (n, beam_size) float32), -1 / -inf padded. ``trie.docs_under(node, level)`` lists their documents."""
+        self.trie.to(self.device)
+        nodes, scores = [], []
+        for start in range(0, len(queries), batch_size):
+            memory, mask = self._memory(queries[start : start + batch_size])
+            res = prefix_beam_search(self.model.decoder, memory, mask, self.trie, level=level, beam_size=beam_size)
+            nodes.append(res.nodes.cpu().numpy())
+            scores.append(res.scores.cpu().numpy())
+        return _stack(nodes, (0, beam_size), np.int64), _stack(scores, (0, beam_size), np.float32)
+
+    # ------------------------------------------------------------------------------------------ persistence
+    def save(self, folder: Path) -> None:
+        """Write ``model.safetensors`` (decoder + trained encoder layers) and ``generative.json``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.cpu().contiguous() for k, v in self.model.trained_tensors().items()}
+        save_file(tensors, str(folder / "model.safetensors"))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "genir_version": __version__,
+            "model_config": to_dict(self.model.cfg),
+            "vocab_sizes": list(self.model.decoder.vocab_sizes),
+        }
+        (folder / "generative.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path, trie: IdTrie, *, device: str = "auto") -> "GenerativeRetriever":
+        """Rebuild from ``save`` output; the frozen encoder layers come from the offline MiniLM package."""
+        folder = Path(folder)
+        meta = json.loads((folder / "generative.json").read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{folder}/generative.json has format {meta.get('format_version')}; expected {FORMAT_VERSION}")
+        model = Seq2SeqRetriever(from_dict(ModelConfig, meta["model_config"]), meta["vocab_sizes"])
+        tensors = load_file(str(folder / "model.safetensors"))
+        expected = set(model.trained_tensors())
+        if set(tensors) != expected:
+            raise ValueError(f"{folder}/model.safetensors does not match its config: differing tensors {sorted(set(tensors) ^ expected)[:5]}")
+        model.load_state_dict(tensors, strict=False)
+        return cls(model, trie, device=device)
+
+
+class CachedPairs:
+    """Training examples over cached frozen-encoder states, packed without padding (float16).
+
+    flat (T, dim) token states of all unique texts back to back; offsets (u + 1,) int64; text_idx (m,)
+    example -> text; codes (m, depth) targets. ``batch`` pads to the longest text in the batch.
+    """
+
+    def __init__(self, flat: Tensor, offsets: Tensor, text_idx: np.ndarray, codes: Tensor) -> None:
+        self.flat, self.offsets, self.codes = flat, offsets, codes
+        self.text_idx = torch.from_numpy(np.asarray(text_idx, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.text_idx)
+
+    def batch(self, idx: np.ndarray, device: torch.device) -> dict[str, Tensor]:
+        index = torch.from_numpy(idx)
+        t = self.text_idx[index]
+        start, length = self.offsets[t], self.offsets[t + 1] - self.offsets[t]
+        pos = torch.arange(int(length.max()))
+        mask = pos[None, :] < length[:, None]
+        rows = (start[:, None] + pos[None, :]).clamp_(max=len(self.flat) - 1)
+        states = self.flat[rows].float() * mask[:, :, None]
+        return {"states": states.to(device), "mask": mask.to(device), "codes": self.codes[index].to(device)}
+
+
+def encode_states(encoder: TextEncoder, texts: list[str], *, progress: bool | None = None) -> tuple[Tensor, Tensor]:
+    """Frozen-encoder states of ``texts`` packed: (flat (T, dim) float16, offsets (len(texts) + 1,) int64)."""
+    order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths together: less padding
+    pieces: list[Tensor] = [torch.empty(0)] * len(texts)
+    starts = range(0, len(texts), ENCODE_BATCH)
+    for s in track(starts, description="encoding training texts", total=len(starts), enabled=progress):
+        chunk = order[s : s + ENCODE_BATCH]
+        states, mask = encoder.frozen_states([texts[i] for i in chunk])
+        for row, i in enumerate(chunk):
+            pieces[i] = states[row, mask[row]].to(torch.float16)
+    lengths = torch.tensor([len(p) for p in pieces], dtype=torch.long)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+    flat = torch.cat(pieces) if pieces else torch.zeros(0, encoder.dim, dtype=torch.float16)
+    return flat, offsets
+
+
+def _cached_states(
+    encoder: TextEncoder, texts: list[str], workdir: Path | None, rank: int, world: int, progress: bool | None
+) -> tuple[Tensor, Tensor]:
+    """encode_states, kept in ``workdir/encoder_cache`` keyed by texts + encoder so a resumed run skips it."""
+    if workdir is None:
+        return encode_states(encoder, texts, progress=progress)
+    key = hashlib.sha256(json.dumps([encoder.split, encoder.max_tokens, str(encoder.bert.config._name_or_path), texts]).encode()).hexdigest()[:16]
+    path = Path(workdir) / "encoder_cache" / f"{key}.safetensors"
+    if rank == 0 and not path.exists():
+        flat, offsets = encode_states(encoder, texts, progress=progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({"flat": flat, "offsets": offsets}, str(tmp))
+        tmp.rename(path)
+    if world > 1:
+        dist.barrier()  # other ranks read what rank 0 wrote
+    cached = load_file(str(path))
+    return cached["flat"], cached["offsets"]
+
+
+def _stack(parts: list[np.ndarray], empty_shape: tuple[int, int], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(empty_shape, dtype=dtype)

