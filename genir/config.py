@@ -150,6 +150,7 @@ class HybridConfig:
     gate_low: float = 0.1  # gated: confidence below this -> fallback ranking alone ("dense" path)
     gate_high: float = 0.5  # gated: confidence at or above this -> generative first ("generative" path); between -> RRF ("fused")
     prefix_level: int = 1  # prefix_dense: ID prefix length whose documents dense search ranks
+    prefix_bonus: float = 3.0  # prefix_dense: added to the cosine of documents under generated prefixes (> 2: all of them first)
     dev_ndcg10: float = 0.0  # nDCG@10 on the dev split when tuned (0 = not tuned)
 
 

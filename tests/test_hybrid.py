@@ -1,0 +1,113 @@
+"""Fusion functions on hand-made rankings; expected orders and scores are worked out by hand in comments."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from genir.config import HybridConfig
+from genir.data.types import Qrels
+from genir.hybrid import apply, confidence, gated, interpolate, normalize, prefix_then_dense, rrf, tune
+
+L = np.log  # generative scores are log-probabilities
+
+A = (np.array([[3, 1, 2], [5, 6, -1]]), np.array([[0.9, 0.5, 0.1], [2.0, 1.0, -np.inf]]))
+B = (np.array([[1, 4, -1], [6, 5, -1]]), np.array([[10.0, 6.0, -np.inf], [3.0, 1.0, -np.inf]]))
+
+
+def test_rrf_by_hand():
+    # k_rrf=1, q0: 3 -> 1/2; 1 -> 1/3 + 1/2 = 5/6; 2 -> 1/4; 4 -> 1/3  => [1, 3, 4, 2]
+    # q1: 5 -> 1/2 + 1/3, 6 -> 1/3 + 1/2: a tie, smaller doc_idx first => [5, 6]
+    d, s = rrf([A, B], k_rrf=1, k=5)
+    np.testing.assert_array_equal(d, [[1, 3, 4, 2, -1], [5, 6, -1, -1, -1]])
+    np.testing.assert_allclose(s[0, :4], [5 / 6, 1 / 2, 1 / 3, 1 / 4], rtol=1e-6)
+    assert np.isneginf(s[0, 4]) and np.isneginf(s[1, 2:]).all() and s.dtype == np.float32
+    # weights (2, 1): 3 -> 1; 1 -> 2/3 + 1/2 = 7/6; 2 -> 1/2; 4 -> 1/3  => [1, 3, 2, 4]
+    d, s = rrf([A, B], k_rrf=1, weights=[2, 1], k=4)
+    np.testing.assert_array_equal(d[0], [1, 3, 2, 4])
+    np.testing.assert_allclose(s[0], [7 / 6, 1.0, 0.5, 1 / 3], rtol=1e-6)
+
+
+def test_interpolate_by_hand():
+    # minmax q0: A 3 -> 1, 1 -> .5, 2 -> 0 ; B 1 -> 1, 4 -> 0 ; missing docs get the ranking's floor 0
+    # alpha .5: 1 -> .25 + .5 = .75 ; 3 -> .5 ; 2 -> 0 ; 4 -> 0 (tie: 2 before 4)
+    d, s = interpolate([A, B], alpha=0.5, k=4)
+    np.testing.assert_array_equal(d[0], [1, 3, 2, 4])
+    np.testing.assert_allclose(s[0], [0.75, 0.5, 0.0, 0.0], atol=1e-7)
+    # alpha .8: 3 -> .8 ; 1 -> .4 + .2 = .6 ; 2 -> 0 ; 4 -> 0
+    d, s = interpolate([A, B], alpha=0.8, k=4)
+    np.testing.assert_array_equal(d[0], [3, 1, 2, 4])
+    np.testing.assert_allclose(s[0], [0.8, 0.6, 0.0, 0.0], atol=1e-7)
+    with pytest.raises(ValueError, match="alpha needs exactly 2"):
+        interpolate([A], alpha=0.5)
+
+
+def test_normalize_rows():
+    s = np.array([[3.0, 1.0, 2.0], [5.0, 5.0, 0.0]])
+    valid = np.array([[True, True, True], [True, True, False]])
+    np.testing.assert_allclose(normalize(s, valid, norm="minmax"), [[1, 0, 0.5], [1, 1, 0]])
+    z = normalize(s, valid, norm="zscore")
+    np.testing.assert_allclose(z[0], [1.224745, -1.224745, 0.0], rtol=1e-5)
+    np.testing.assert_allclose(z[1], [0, 0, 0])
+    with pytest.raises(ValueError, match="expected one of"):
+        normalize(s, valid, norm="rank")
+
+
+GEN = (np.array([[8, 7], [7, 9], [8, 7]]), L(np.array([[0.9, 0.05], [0.3, 0.2], [0.05, 0.01]])))
+DENSE = (np.array([[1, 7, 2]] * 3), np.array([[0.8, 0.7, 0.6]] * 3))
+
+
+def test_gated_paths_by_hand():
+    d, s, path = gated(GEN, DENSE, low=0.1, high=0.5, k=3, k_rrf=1)
+    assert path.tolist() == ["generative", "fused", "dense"]
+    # q2 (p=.05 < .1): dense alone
+    np.testing.assert_array_equal(d[2], [1, 7, 2])
+    np.testing.assert_allclose(s[2], [0.8, 0.7, 0.6], rtol=1e-6)
+    # q1 (p=.3): RRF k=1: 7 -> 1/2 + 1/3 ; 1 -> 1/2 ; 9 -> 1/3 ; 2 -> 1/4  => [7, 1, 9]
+    np.testing.assert_array_equal(d[1], [7, 1, 9])
+    # q0 (p=.9 >= .5): 8 leads, then the fused order 7 (1/3 + 1/3), 1 (1/2; ties with 8, smaller first), 8
+    np.testing.assert_array_equal(d[0], [8, 7, 1])
+    assert np.all(np.diff(s, axis=1) <= 0)
+    # margin signal: q0 .85, q1 .1, q2 .04
+    np.testing.assert_allclose(confidence(GEN, signal="margin"), [0.85, 0.1, 0.04], atol=1e-9)
+    _, _, path = gated(GEN, DENSE, low=0.05, high=0.5, signal="margin", k=3)
+    assert path.tolist() == ["generative", "fused", "dense"]
+    with pytest.raises(ValueError, match="low <= high"):
+        gated(GEN, DENSE, low=0.6, high=0.5)
+
+
+def test_prefix_then_dense_by_hand():
+    doc_emb = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.8, 0.6], [-1, 0]], dtype=np.float32)
+    q = np.array([[1.0, 0.0]], dtype=np.float32)  # cosines: 1, 0, .6, .8, -1
+    dense = (np.array([[0, 3, 2]]), np.array([[1.0, 0.8, 0.6]]))
+    # hard (bonus 3): prefix docs 1 (3.0), 4 (2.0) first, then dense 0 (1.0), 3 (.8)
+    d, s = prefix_then_dense([np.array([1, 4])], q, doc_emb, dense=dense, k=4)
+    np.testing.assert_array_equal(d, [[1, 4, 0, 3]])
+    np.testing.assert_allclose(s, [[3.0, 2.0, 1.0, 0.8]], rtol=1e-6)
+    # soft (bonus .3): 0 (1.0), 3 (.8), 2 (.6), 1 (.3), 4 (-.7)
+    d, _ = prefix_then_dense([np.array([1, 4])], q, doc_emb, dense=dense, bonus=0.3, k=6)
+    np.testing.assert_array_equal(d, [[0, 3, 2, 1, 4, -1]])
+
+
+def test_apply_and_tune_pick_the_better_fusion():
+    # 4 queries; q0/q1: generative ranks the relevant doc first (p=.95), dense misses it; q2/q3: generative
+    # misses it (p=.3), dense ranks it first. Relevant ids are larger than the distractors, so RRF ties go
+    # against them: RRF needs w_gen > 1 for q0 and < 1 for q2, interpolation alpha > .5 and < .5; neither
+    # fits all four. Gating does: generative first when sure, RRF with w_gen=.5 otherwise.
+    rel = [50, 51, 52, 53]
+    gen = (np.array([[50, 20], [51, 21], [22, 24], [23, 25]]), L(np.array([[0.95, 0.01], [0.95, 0.01], [0.3, 0.2], [0.3, 0.2]])))
+    dense = (np.array([[30, 31, 32], [30, 31, 32], [52, 30, 31], [53, 30, 31]]), np.array([[0.9, 0.8, 0.7]] * 4))
+    doc_ids = [f"d{i}" for i in range(60)]
+    qids = ["q0", "q1", "q2", "q3"]
+    qrels = Qrels(pa.table({"query_id": qids, "doc_id": [doc_ids[r] for r in rel], "relevance": pa.array([1] * 4, pa.int32())}))
+    for method in ("rrf", "interpolate"):
+        assert tune({"generative": gen, "dense": dense}, qrels, qids, doc_ids, methods=[method], k=3).dev_ndcg10 < 0.99
+    cfg = tune({"generative": gen, "dense": dense}, qrels, qids, doc_ids, k=3)
+    assert cfg.dev_ndcg10 == pytest.approx(1.0)
+    d, _, path = apply(cfg, {"generative": gen, "dense": dense}, k=3)
+    np.testing.assert_array_equal(d[:, 0], rel)
+    assert cfg.method == "gated" and path[:2].tolist() == ["generative", "generative"]
+    with pytest.raises(ValueError, match="cannot tune"):
+        tune({"generative": gen, "dense": dense}, qrels, qids, doc_ids, methods=["magic"])
+    with pytest.raises(ValueError, match="prefix_dense"):
+        apply(HybridConfig(method="prefix_dense"), {"generative": gen, "dense": dense})
