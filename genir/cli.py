@@ -9,7 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from genir.config import Bm25Config, CodecConfig, DenseConfig, EmbedConfig, IndexConfig, to_dict
+from genir.config import (Bm25Config, CodecConfig, DecodeConfig, DenseConfig, EmbedConfig, IndexConfig, ModelConfig,
+                          TrainConfig)
 
 app = typer.Typer(
     add_completion=False,
@@ -49,7 +50,17 @@ def index(
     factory: str = typer.Option(DenseConfig.factory, help="faiss factory string: Flat, HNSW32, IVF256,Flat ..."),
     metric: str = typer.Option(DenseConfig.metric, help="ip or l2"),
     ids: str = typer.Option(CodecConfig.scheme, help="semantic ID scheme: rqvae | rqkmeans | hkmeans | atomic"),
+    levels: int = typer.Option(CodecConfig.levels, help="codebooks before the collision suffix"),
+    codebook_size: int = typer.Option(CodecConfig.codebook_size, help="codes per level"),
     generative: bool = typer.Option(True, help="build the semantic IDs and seq2seq model (off: dense + BM25 only)"),
+    epochs: float = typer.Option(TrainConfig.epochs, help="seq2seq training epochs over the pair mix"),
+    train_batch_size: int = typer.Option(TrainConfig.batch_size, help="seq2seq training batch size"),
+    trainable_encoder_layers: int = typer.Option(ModelConfig.trainable_encoder_layers,
+                                                 help="top MiniLM layers to fine-tune (0 = frozen, cached: CPU default)"),
+    beam_size: int = typer.Option(DecodeConfig.beam_size, help="beams of the constrained search"),
+    tune_split: str = typer.Option("dev", help="split the hybrid fusion is tuned on ('' = keep defaults); never test"),
+    workdir: Optional[Path] = typer.Option(None, help="training checkpoints and caches (default: OUT.work)"),
+    resume: bool = typer.Option(False, help="continue training from the newest checkpoint in --workdir"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     verbose: bool = typer.Option(True, help="log progress to stderr"),
 ) -> None:
@@ -57,12 +68,17 @@ def index(
     _setup_logging(verbose)
     from genir.index import GenerativeIndex
 
+    if tune_split == "test":
+        raise ValueError("--tune-split test would tune on the test queries; use the carved 'dev' split")
     cfg = IndexConfig(
         embed=EmbedConfig(model=model, batch_size=batch_size, max_seq_length=max_seq_length),
         dense=DenseConfig(factory=factory, metric=metric),
         bm25=Bm25Config(),
-        codec=CodecConfig(scheme=ids, seed=seed),
+        codec=CodecConfig(scheme=ids, levels=levels, codebook_size=codebook_size, seed=seed),
         generative=generative,
+        model=ModelConfig(trainable_encoder_layers=trainable_encoder_layers),
+        train=TrainConfig(epochs=epochs, batch_size=train_batch_size, seed=seed),
+        decode=DecodeConfig(beam_size=beam_size),
         seed=seed,
     )
     from genir.data import load_corpus
@@ -72,7 +88,13 @@ def index(
         corpus, train_q, train_qrels = ds.corpus, ds.split_queries(), ds.qrels
     else:
         corpus, train_q, train_qrels = load_corpus(data_dir), None, None
-    built = GenerativeIndex.build(corpus, cfg, train_queries=train_q, train_qrels=train_qrels, device=device)
+    built = GenerativeIndex.build(corpus, cfg, train_queries=train_q, train_qrels=train_qrels, device=device,
+                                  workdir=workdir or out.with_name(out.name + ".work"), resume=resume)
+    if generative and tune_split and train_q is not None:
+        dev = _dataset(data_dir, tune_split, dev_fraction, seed)
+        tuned = built.tune(dev.split_queries(), dev.qrels)
+        typer.echo(f"hybrid tuned on {tune_split} ({len(dev.split_queries())} queries): {tuned['chosen']['method']}, "
+                   + ", ".join(f"{name} {v:.4f}" for name, v in tuned["candidates"].items()))
     version = built.save(out)
     typer.echo(f"indexed {len(built)} documents from {data_dir} into {out} ({version.name}); "
                f"modes: {', '.join(built.modes)}")

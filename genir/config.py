@@ -86,7 +86,47 @@ class IndexConfig:
     bm25: Bm25Config = field(default_factory=Bm25Config)  # lexical baseline
     codec: CodecConfig = field(default_factory=CodecConfig)  # semantic IDs
     generative: bool = True  # build codec + trie + seq2seq (False: dense + BM25 only)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig())  # seq2seq architecture
+    train: TrainConfig = field(default_factory=lambda: TrainConfig())  # seq2seq training and data mix
+    decode: DecodeConfig = field(default_factory=lambda: DecodeConfig())  # constrained beam search
+    hybrid: HybridConfig = field(default_factory=lambda: HybridConfig())  # fusion (replaced by the dev-tuned one)
     seed: int = 0  # global seed
+
+
+@dataclass(frozen=True)
+class RecConfig:
+    """Sequential recommendation (genir.rec): protocol, item IDs, TIGER-style model, SASRec baseline."""
+
+    max_history: int = 20  # newest history items a model sees (training prefixes and queries alike)
+    item_embedding: str = "auto"  # auto | text | cooc | text+cooc: source of the item vectors behind semantic IDs
+    cooc_dim: int = 64  # dimensions of the co-occurrence (PPMI + truncated SVD) item vectors
+    cooc_window: int = 3  # items within this distance in a training sequence count as co-occurring
+    codec: CodecConfig = field(default_factory=CodecConfig)  # semantic IDs of items (3 x 256 + suffix)
+    user_buckets: int = 2000  # hashed user-id token buckets (TIGER used 2,000)
+    history_tokens: str = "codes"  # codes: one encoder token per ID level of each history item (TIGER) | items: one per item
+    d_model: int = 128  # width of history encoder and ID decoder (TIGER: 128)
+    encoder_layers: int = 4  # history encoder layers (TIGER: 4)
+    decoder_layers: int = 4  # ID decoder layers (TIGER: 4)
+    heads: int = 4  # attention heads (must divide d_model)
+    d_ff: int = 512  # feed-forward width
+    dropout: float = 0.1  # dropout in encoder and decoder
+    lr: float = 1e-3  # AdamW learning rate (generative model)
+    weight_decay: float = 0.0  # AdamW weight decay (generative model)
+    batch_size: int = 256  # training examples per step (generative model)
+    max_epochs: int = 100  # upper bound on epochs (early stopping usually ends sooner)
+    patience: int = 5  # epochs without validation improvement before stopping
+    early_stop_metric: str = "nDCG@10"  # validation metric watched for early stopping and best checkpoint
+    valid_users: int = 0  # validation users used for early stopping (0 = all; a seeded sample otherwise)
+    beam_size: int = 20  # constrained beam width (>= 10 so the top 10 is a real ranking)
+    bf16: bool = True  # bfloat16 autocast while training the generative model (about 2x faster on AVX512-BF16 CPUs)
+    sasrec_dim: int = 64  # SASRec hidden size
+    sasrec_layers: int = 2  # SASRec self-attention blocks
+    sasrec_heads: int = 1  # SASRec attention heads
+    sasrec_dropout: float = 0.5  # SASRec dropout (high: Amazon 5-core data is sparse)
+    sasrec_lr: float = 1e-3  # SASRec Adam learning rate
+    sasrec_batch_size: int = 128  # SASRec sequences per step
+    threads: int = 1  # torch CPU threads while training and evaluating
+    seed: int = 0  # seed for sampling, initialisation and dropout
 
 
 @dataclass(frozen=True)
@@ -155,5 +195,5 @@ class HybridConfig:
 
 
 _DATACLASSES: dict[str, type] = {
-    c.__name__: c for c in (EmbedConfig, DenseConfig, Bm25Config, CodecConfig, IndexConfig, ModelConfig, TrainConfig, DecodeConfig, HybridConfig)
+    c.__name__: c for c in (EmbedConfig, DenseConfig, Bm25Config, CodecConfig, IndexConfig, RecConfig, ModelConfig, TrainConfig, DecodeConfig, HybridConfig)
 }

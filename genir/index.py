@@ -21,6 +21,7 @@ from genir.data.store import read_parquet, write_parquet
 from genir.data.types import Corpus, Qrels, Queries
 from genir.dense import DenseIndex
 from genir.embed import Embedder
+from genir.ranking import finalize
 from genir.store import read_manifest, verify, write_version
 
 logger = logging.getLogger(__name__)
@@ -63,13 +64,15 @@ class GenerativeIndex:
     """All retrieval structures over one corpus. Build with `build`, persist with `save`/`load`."""
 
     def __init__(self, cfg: IndexConfig, corpus: Corpus, embeddings: np.ndarray, dense: DenseIndex,
-                 bm25: Bm25Index, *, meta: dict | None = None, device: str = "auto") -> None:
+                 bm25: Bm25Index, *, semantic=None, meta: dict | None = None, device: str = "auto") -> None:
         self.cfg = cfg
         self.corpus = corpus
         self.embeddings = embeddings
         self.dense = dense
         self.bm25 = bm25
         self.meta = dict(meta or {})
+        self.semantic = semantic  # SemanticLayer when the index has the generative model
+        self.device = device
         self.embedder = Embedder(cfg.embed, device=device)
         self._doc_ids = corpus.doc_ids
         self._titles = corpus.table.column("title").to_pylist()
@@ -77,7 +80,8 @@ class GenerativeIndex:
     # ---------------------------------------------------------------- build
     @classmethod
     def build(cls, corpus: Corpus, cfg: IndexConfig = IndexConfig(), *, train_queries: Queries | None = None,
-              train_qrels: Qrels | None = None, device: str = "auto", progress: bool | None = None) -> "GenerativeIndex":
+              train_qrels: Qrels | None = None, device: str = "auto", workdir: Path | None = None,
+              resume: bool = False, progress: bool | None = None) -> "GenerativeIndex":
         """Embed the corpus and build every structure. train_queries/qrels (train split only, never the
         split you report on) feed the generative model when cfg.generative is on."""
         if len(corpus) == 0:
@@ -97,15 +101,17 @@ class GenerativeIndex:
         meta = {"build_seconds": timings, "embedding_dim": int(emb.shape[1])}
         index = cls(cfg, corpus, emb, dense, bm25, meta=meta, device=device)
         if cfg.generative:
-            index._build_generative(train_queries, train_qrels, device=device, progress=progress)
-        return index
+            from genir.semantic import SemanticLayer
 
-    def _build_generative(self, train_queries, train_qrels, *, device, progress) -> None:
-        raise NotImplementedError("the generative model is not wired into GenerativeIndex yet; use --no-generative")
+            index.semantic = SemanticLayer.build(corpus, emb, cfg, train_queries=train_queries,
+                                                 train_qrels=train_qrels, device=device, workdir=workdir,
+                                                 resume=resume, progress=progress)
+            timings.update(index.semantic.meta["build_seconds"])
+        return index
 
     @property
     def modes(self) -> tuple[str, ...]:
-        return BASE_MODES
+        return MODES if self.semantic is not None else BASE_MODES
 
     @property
     def deleted(self) -> np.ndarray:
@@ -148,10 +154,12 @@ class GenerativeIndex:
         return idx
 
     def _add_generative(self, emb: np.ndarray, docs: Corpus, new_idx: np.ndarray) -> None:
-        """Hook for the generative layer (IDs from the frozen codec, trie insert)."""
+        if self.semantic is not None:
+            self.semantic.add(emb, new_idx)
 
     def _remove_generative(self, idx: np.ndarray) -> None:
-        """Hook for the generative layer (trie delete)."""
+        if self.semantic is not None:
+            self.semantic.remove(idx)
 
     # ---------------------------------------------------------------- search
     def search(self, queries: Sequence[str], k: int = 10, *, mode: str = "dense") -> list[list[Hit]]:
@@ -191,7 +199,65 @@ class GenerativeIndex:
         return rrf([(di, ds), (bi, bs)], k=k, k_rrf=k_rrf)
 
     def _search_model(self, queries: list[str], k: int, *, mode: str) -> SearchResult:
-        raise NotImplementedError
+        gen = self._generate(queries)
+        if mode == "generative":
+            scores, idx = finalize(gen[1], gen[0], k, self.deleted)
+            return SearchResult(idx, scores, ["generative"] * len(queries))
+        q_emb = self.embedder.encode(queries)
+        idx, scores, path = self._fuse(self.semantic.hybrid, queries, q_emb, self._fusion_inputs(queries, q_emb, gen, k), k)
+        return SearchResult(idx, scores, [str(p) for p in path])
+
+    def _generate(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Constrained beam search: (doc_idx (q, beam), log-probs (q, beam))."""
+        dc = self.cfg.decode
+        return self.semantic.retriever.search(queries, k=dc.beam_size, beam_size=dc.beam_size,
+                                              renormalize=dc.renormalize, batch_size=dc.batch_size)
+
+    def _fusion_inputs(self, queries: list[str], q_emb: np.ndarray, gen, k: int, *, depth: int = 100) -> dict:
+        depth = max(depth, k)
+        ds, di = self.dense.search(q_emb, depth)
+        bs, bi = self.bm25.search(queries, depth, deleted=self.deleted)
+        return {"generative": gen, "dense": (di, ds), "bm25": (bi, bs)}
+
+    def _fuse(self, cfg, queries: list[str], q_emb: np.ndarray, rankings: dict, k: int):
+        """Apply a HybridConfig: (doc_idx (q, k), scores (q, k), path (q,))."""
+        from genir import hybrid
+
+        if cfg.method != "prefix_dense":
+            return hybrid.apply(cfg, rankings, k=k)
+        nodes, _ = self.semantic.retriever.search_prefixes(queries, level=cfg.prefix_level,
+                                                          beam_size=self.cfg.decode.beam_size)
+        trie = self.semantic.trie
+        prefix_docs = [np.concatenate([trie.docs_under(int(n), cfg.prefix_level) for n in row if n >= 0] or
+                                      [np.zeros(0, np.int64)]) for row in nodes]
+        idx, scores = hybrid.prefix_then_dense(prefix_docs, q_emb, self.embeddings, dense=rankings["dense"], k=k)
+        return idx, scores, np.full(len(queries), "prefix_dense")
+
+    def tune(self, queries: Queries, qrels: Qrels, *, k: int = 10) -> dict:
+        """Choose the hybrid fusion on DEVELOPMENT queries (never test) and store it in the index.
+
+        Grid-searches RRF weights, score interpolation, confidence gates (genir.hybrid.tune) and the GDR
+        prefix level; returns {"chosen": HybridConfig dict, "candidates": {name: dev nDCG@10}}."""
+        import dataclasses
+
+        from genir import hybrid
+        from genir.metrics import evaluate, run_from_arrays
+
+        check_mode("hybrid", self.modes)
+        texts, qids = queries.texts, queries.query_ids
+        q_emb = self.embedder.encode(texts)
+        rankings = self._fusion_inputs(texts, q_emb, self._generate(texts), k)
+        best = hybrid.tune(rankings, qrels, qids, self._doc_ids, k=k, base=self.cfg.hybrid)
+        candidates = {f"{best.method} (best of grid)": best.dev_ndcg10}
+        for level in range(1, self.semantic.trie.num_levels):
+            cfg = dataclasses.replace(self.cfg.hybrid, method="prefix_dense", prefix_level=level)
+            idx, scores, _ = self._fuse(cfg, texts, q_emb, rankings, k)
+            score = evaluate(run_from_arrays(qids, idx, scores, self._doc_ids), qrels, ("nDCG@10",))["nDCG@10"]
+            candidates[f"prefix_dense level {level}"] = score
+            if score > best.dev_ndcg10 + 1e-12:
+                best = dataclasses.replace(cfg, dev_ndcg10=score)
+        self.semantic.hybrid = best
+        return {"chosen": to_dict(best), "candidates": candidates}
 
     # ---------------------------------------------------------------- persistence
     def save(self, path: Path) -> Path:
@@ -205,7 +271,11 @@ class GenerativeIndex:
         self.dense.save(folder / "dense.faiss")
         np.save(folder / "deleted.npy", self.dense.deleted, allow_pickle=False)
         self.bm25.save(folder / "bm25")
-        return {
+        extra = {}
+        if self.semantic is not None:
+            (folder / "semantic").mkdir()
+            extra = self.semantic.save(folder / "semantic")
+        return {**extra,
             "kind": "retrieval",
             "config": to_dict(self.cfg),
             "counts": {"documents": len(self), "rows": len(self.corpus), "deleted": int(self.deleted.sum())},
@@ -231,7 +301,12 @@ class GenerativeIndex:
         dense = DenseIndex.load(folder / "dense.faiss", cfg.dense, deleted)
         bm25 = Bm25Index.load(folder / "bm25", cfg.bm25)
         meta = {k: manifest[k] for k in ("build_seconds", "embedding_dim") if k in manifest}
-        return cls(cfg, corpus, emb, dense, bm25, meta=meta, device=device)
+        semantic = None
+        if (folder / "semantic").is_dir():
+            from genir.semantic import SemanticLayer
+
+            semantic = SemanticLayer.load(folder / "semantic", device=device)
+        return cls(cfg, corpus, emb, dense, bm25, semantic=semantic, meta=meta, device=device)
 
 
 def manifest_of(path: Path) -> dict:

@@ -5,26 +5,7 @@ import pytest
 from genir.config import IndexConfig
 from genir.data.types import Corpus
 from genir.index import GenerativeIndex
-
-TOPICS = {
-    "astronomy": "telescope galaxy star orbit planet nebula",
-    "cooking": "recipe oven flour butter sugar bake",
-    "finance": "stock market bond interest rate inflation",
-    "medicine": "patient vaccine dose clinical trial virus",
-}
-
-
-def synthetic_corpus(per_topic: int = 12, seed: int = 0) -> Corpus:
-    rng = np.random.default_rng(seed)
-    ids, titles, texts = [], [], []
-    for topic, words in TOPICS.items():
-        vocab = words.split()
-        for j in range(per_topic):
-            ids.append(f"{topic}-{j}")
-            titles.append(f"{topic} note {j}")
-            texts.append(" ".join(rng.choice(vocab, size=12)) + f" item{j}{topic}")
-    return Corpus.from_records(ids, titles, texts)
-
+from tests.synthetic import synthetic_corpus
 
 @pytest.fixture(scope="module")
 def base_index():

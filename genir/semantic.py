@@ -1,0 +1,119 @@
+"""The generative layer of an index: semantic-ID codec, the IDs, their trie and the seq2seq retriever.
+
+Kept apart from genir.index so the index module stays about dense/BM25/search dispatch and persistence;
+everything here is optional (IndexConfig.generative) and lives in `semantic/` inside an index version.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from genir.config import HybridConfig, IndexConfig, from_dict, to_dict
+from genir.data.types import Corpus, Qrels, Queries
+from genir.generative import GenerativeRetriever
+from genir.ids import add_suffix, load_codec, make_codec
+from genir.trie import IdTrie
+
+logger = logging.getLogger(__name__)
+
+MIN_SUFFIX_VOCAB = 16  # suffix codes the decoder reserves, so documents added later can still be decoded
+
+
+def suffix_vocab(ids: np.ndarray) -> int:
+    """Room for twice the largest collision group: later adds rarely need more than that."""
+    largest = int(ids[:, -1].max()) + 1 if len(ids) else 1
+    return max(MIN_SUFFIX_VOCAB, 1 << int(np.ceil(np.log2(2 * largest))))
+
+
+def train_pairs(queries: Queries, qrels: Qrels, doc_ids: list[str]) -> tuple[list[str], list[list[int]]]:
+    """Judged queries -> (texts, relevant doc_idx per query); judgements on unknown docs are skipped."""
+    position = {d: i for i, d in enumerate(doc_ids)}
+    relevant: dict[str, list[int]] = {}
+    for q, d, r in zip(*(qrels.table.column(c).to_pylist() for c in ("query_id", "doc_id", "relevance"))):
+        if r > 0 and d in position:
+            relevant.setdefault(q, []).append(position[d])
+    texts, targets = [], []
+    for qid, text in zip(queries.query_ids, queries.texts):
+        if qid in relevant:
+            texts.append(text)
+            targets.append(relevant[qid])
+    return texts, targets
+
+
+class SemanticLayer:
+    """codec + ids (rows, depth) + trie + retriever; row i of ids is doc_idx i (removed docs keep theirs)."""
+
+    def __init__(self, codec, ids: np.ndarray, trie: IdTrie, retriever: GenerativeRetriever,
+                 hybrid: HybridConfig, meta: dict | None = None) -> None:
+        self.codec = codec
+        self.ids = ids
+        self.trie = trie
+        self.retriever = retriever
+        self.hybrid = hybrid
+        self.meta = dict(meta or {})
+
+    @classmethod
+    def build(cls, corpus: Corpus, emb: np.ndarray, cfg: IndexConfig, *, train_queries: Queries | None,
+              train_qrels: Qrels | None, device: str = "auto", workdir: Path | None = None,
+              resume: bool = False, progress: bool | None = None) -> "SemanticLayer":
+        timings = {}
+        t = time.perf_counter()
+        codec = make_codec(cfg.codec).fit(emb, seed=cfg.codec.seed)
+        ids = add_suffix(codec.encode(emb))
+        timings["ids"] = time.perf_counter() - t
+        stats = codec.stats().to_dict()
+        logger.info("semantic IDs (%s): %s", cfg.codec.scheme, _stats_line(stats))
+        trie = IdTrie.from_codes(ids, vocab_sizes=(*codec.codebook_sizes, suffix_vocab(ids)))
+        texts = corpus.table.column("text").to_pylist()
+        titles = corpus.table.column("title").to_pylist()
+        q_texts, q_docs = ([], []) if train_queries is None else train_pairs(train_queries, train_qrels, corpus.doc_ids)
+        t = time.perf_counter()
+        retriever = GenerativeRetriever.train(texts, titles, ids, trie, q_texts, q_docs, model_cfg=cfg.model,
+                                              train_cfg=cfg.train, device=device, workdir=workdir, resume=resume,
+                                              progress=progress)
+        timings["train"] = time.perf_counter() - t
+        meta = {"codec_stats": stats, "build_seconds": timings, "train_queries": len(q_texts)}
+        if retriever.train_result is not None:
+            meta["train"] = {k: v for k, v in vars(retriever.train_result).items() if isinstance(v, (int, float, str))}
+        return cls(codec, ids, trie, retriever, cfg.hybrid, meta)
+
+    # ---------------------------------------------------------------- updates
+    def add(self, emb: np.ndarray, new_idx: np.ndarray) -> None:
+        """IDs for new documents from the frozen codec; suffixes continue after every ID ever issued."""
+        new_ids = add_suffix(self.codec.encode(emb), existing=self.ids)
+        self.trie.add(new_ids, new_idx)
+        self.ids = np.concatenate([self.ids, new_ids])
+
+    def remove(self, idx: np.ndarray) -> None:
+        self.trie.remove(idx)
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, folder: Path) -> dict:
+        folder = Path(folder)
+        self.codec.save(folder / "codec")
+        np.save(folder / "ids.npy", self.ids, allow_pickle=False)
+        self.trie.save(folder / "trie")
+        self.retriever.save(folder / "model")
+        (folder / "hybrid.json").write_text(json.dumps(to_dict(self.hybrid), indent=2))
+        (folder / "semantic.json").write_text(json.dumps(self.meta, indent=2))
+        return {"semantic_ids": {"scheme": self.meta.get("codec_stats", {}).get("scheme"), "depth": int(self.ids.shape[1]),
+                                 "stats": self.meta.get("codec_stats")}, "hybrid": to_dict(self.hybrid)}
+
+    @classmethod
+    def load(cls, folder: Path, *, device: str = "auto") -> "SemanticLayer":
+        folder = Path(folder)
+        trie = IdTrie.load(folder / "trie")
+        return cls(load_codec(folder / "codec"), np.load(folder / "ids.npy", allow_pickle=False), trie,
+                   GenerativeRetriever.load(folder / "model", trie, device=device),
+                   from_dict(HybridConfig, json.loads((folder / "hybrid.json").read_text())),
+                   json.loads((folder / "semantic.json").read_text()))
+
+
+def _stats_line(stats: dict) -> str:
+    util = ", ".join(f"{u:.0%}" for u in stats.get("utilization", ()))
+    return (f"utilisation per level [{util}], {stats.get('collision_share', 0):.1%} of documents collide before "
+            f"the suffix, largest group {stats.get('largest_collision', 0)}")
