@@ -212,6 +212,7 @@ def write_version(path: Path, write: Callable[[Path], dict[str, Any]]) -> Path:
         os.replace(pointer_tmp, root / CURRENT)
         _fsync_dir(root)
         if fresh:
+            (root / ".lock").touch()  # created with the index, so a failed update leaves the folder as it was
             crash_point("rename index")
             os.replace(root, path)
             _fsync_dir(parent)
