@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 logger = logging.getLogger("genir")
 
+TASKS = ("retrieve", "recommend")
+
 # Errors a user can fix: reported as one line, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError,
                                                  IsADirectoryError, PermissionError, ImportError, KeyError)
@@ -40,8 +42,9 @@ def _dataset(data_dir: Path, split: Optional[str], dev_fraction: float, seed: in
 
 @app.command()
 def index(
-    data_dir: Path = typer.Argument(..., help="dataset folder (BEIR, MS MARCO passage)"),
+    data_dir: Path = typer.Argument(..., help="dataset folder (BEIR, MS MARCO passage; Amazon 5-core with --task recommend)"),
     out: Path = typer.Option(..., "--out", "-o", help="index directory to create or update"),
+    task: str = typer.Option("retrieve", help="retrieve (documents for text queries) | recommend (next item for a user)"),
     train_split: str = typer.Option("train-dev", help="queries the generative model may train on "
                                     "('train-dev' = train minus the seeded dev carve-out)"),
     dev_fraction: float = typer.Option(0.2, help="share of train queries held out as 'dev'"),
@@ -70,8 +73,19 @@ def index(
     _setup_logging(verbose)
     from genir.index import GenerativeIndex
 
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {list(TASKS)}")
     if tune_split == "test":
         raise ValueError("--tune-split test would tune on the test queries; use the carved 'dev' split")
+    if task == "recommend":
+        from genir.config import RecConfig
+        from genir.rec import commands
+
+        summary = commands.index(data_dir, out=out, config=RecConfig(codec=CodecConfig(
+            scheme=ids, levels=levels, codebook_size=codebook_size, seed=seed), seed=seed))
+        typer.echo(f"indexed {summary['users']} users, {summary['items']} items from {data_dir} into {out} "
+                   f"({summary['version']}); modes: {', '.join(summary['modes'])}")
+        return
     cfg = IndexConfig(
         embed=EmbedConfig(model=model, batch_size=batch_size, max_seq_length=max_seq_length),
         dense=DenseConfig(factory=factory, metric=metric),
@@ -149,9 +163,16 @@ def eval_(
 ) -> None:
     """Evaluate an index on a split; prints a metrics table and writes the REPORT JSON."""
     from genir.evaluate import evaluate_index
-    from genir.index import GenerativeIndex
+    from genir.index import GenerativeIndex, manifest_of
     from genir.metrics import DEFAULT_MEASURES
 
+    if manifest_of(index_dir).get("kind") == "recommend":
+        from genir.rec import commands
+
+        report = commands.evaluate(index_dir, data=data, split=split, modes=mode or manifest_of(index_dir)["modes"],
+                                   out=out)
+        _print_report(report)
+        return
     idx = GenerativeIndex.load(index_dir, device=device)
     ds = _dataset(data, split, dev_fraction, seed)
     modes = list(mode) if mode else list(idx.modes)
@@ -181,6 +202,36 @@ def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2))
     tmp.replace(path)
+
+
+@app.command()
+def recommend(
+    index_dir: Path = typer.Argument(..., help="recommendation index directory (genir index --task recommend)"),
+    user: Optional[str] = typer.Option(None, "--user", help="a user id from the data (their whole history is used)"),
+    history: Optional[str] = typer.Option(None, "--history", help="comma-separated item ids, oldest first"),
+    k: int = typer.Option(10, "-k", help="number of items"),
+    mode: str = typer.Option("generative", help="generative | sasrec | popular"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Recommend the next items for a user or an item history."""
+    from genir.rec import commands
+
+    if (user is None) == (history is None):
+        raise ValueError("give exactly one of --user USER_ID or --history ITEM,ITEM,...")
+    items = [h.strip() for h in history.split(",") if h.strip()] if history is not None else None
+    recs = commands.recommend(index_dir, user=user, history=items, k=k, mode=mode)
+    if as_json:
+        typer.echo(json.dumps({"user": user, "history": items, "mode": mode, "items": recs}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{mode}: next items for {user or 'history'}")
+    for col in ("rank", "item id", "score", "text"):
+        table.add_column(col)
+    for r in recs:
+        table.add_row(str(r["rank"]), r["item_id"], f"{r['score']:.4f}", (r.get("text") or "")[:80])
+    Console().print(table)
 
 
 @app.command()
