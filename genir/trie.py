@@ -137,15 +137,17 @@ class IdTrie:
         rank = self._t_rank[level]
         if rank is not None:
             return (rank[safe] >= 0) & valid[:, None]
+        # Beams share prefixes (all of them at the root), so expand each distinct node's children once.
+        uniq, inverse = torch.unique(safe, return_inverse=True)
         offsets, keys = self._t_offsets[level], self._t_keys[level]
-        start = offsets[safe]
-        counts = torch.where(valid, offsets[safe + 1] - start, 0)
-        rows = torch.repeat_interleave(torch.arange(len(node), device=node.device), counts)
+        start = offsets[uniq]
+        counts = offsets[uniq + 1] - start
+        rows = torch.repeat_interleave(torch.arange(len(uniq), device=node.device), counts)
         within = torch.arange(len(rows), device=node.device) - (torch.cumsum(counts, 0) - counts)[rows]
-        codes = keys[start[rows] + within] - safe[rows] * vocab
-        mask = torch.zeros(len(node), vocab, dtype=torch.bool, device=node.device)
+        codes = keys[start[rows] + within] - uniq[rows] * vocab
+        mask = torch.zeros(len(uniq), vocab, dtype=torch.bool, device=node.device)
         mask[rows, codes] = True
-        return mask
+        return mask[inverse] & valid[:, None]
 
     def step(self, node: Tensor, level: int, code: Tensor) -> Tensor:
         """(B,) nodes at depth ``level`` + (B,) codes -> (B,) child nodes at depth level+1; -1 if absent."""
@@ -239,8 +241,12 @@ class IdTrie:
         self._build(self._codes[keep], self._leaf_doc[keep])
 
     def to(self, device: torch.device | str) -> "IdTrie":
-        """Move the tensor tables to ``device`` (in place, like nn.Module.to); returns self."""
-        self.device = torch.device(device)
+        """Move the tensor tables to ``device`` (in place, like nn.Module.to); returns self. No-op when already there."""
+        target = torch.device(device)
+        if target == self.device or (target.index is None and target.type == self.device.type == "cuda"
+                                     and self.device.index == torch.cuda.current_device()):
+            return self  # callers may call this before every search: never re-upload the tables
+        self.device = target
         self._to_torch()
         self.device = self._t_offsets[0].device  # "cuda" resolves to "cuda:0"; compare against the real one
         return self

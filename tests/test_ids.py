@@ -11,7 +11,7 @@ from genir.config import CodecConfig
 from genir.ids import SCHEMES, CodecStats, SemanticIdCodec, add_suffix, collision_groups, load_codec, make_codec
 
 # Small network and few epochs keep the 20k-point fit to seconds; the utilisation bar stays the real one.
-FAST_RQVAE = dict(hidden_dims=(128,), latent_dim=16, epochs=8)
+FAST_RQVAE = dict(hidden_dims=(128,), latent_dim=16, epochs=8, batch_size=1024)
 
 
 def mixture(n: int, d: int, *, clusters: int = 50, seed: int = 0) -> np.ndarray:

@@ -65,15 +65,16 @@ class HKMeansCodec(CodecBase):
         self.node_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.vectors = np.concatenate(vectors).astype(np.float32)
         self.child = np.concatenate(children)
-        codes = self.encode(emb, _fitting=True)
+        codes = self._walk(emb)
         self._stats = compute_stats(self.scheme, codes, self.codebook_sizes, fit_seconds=time.perf_counter() - t0)
         return self
 
-    def encode(self, emb: np.ndarray, *, _fitting: bool = False) -> np.ndarray:
+    def encode(self, emb: np.ndarray) -> np.ndarray:
         """(n, d) -> (n, levels) int64; levels below a positional node are 0."""
-        if not _fitting:
-            self._check_fitted()
-        emb = np.asarray(emb, dtype=np.float32)
+        self._check_fitted()
+        return self._walk(np.asarray(emb, dtype=np.float32))
+
+    def _walk(self, emb: np.ndarray) -> np.ndarray:
         codes = np.zeros((len(emb), self.levels), dtype=np.int64)
         node = np.zeros(len(emb), dtype=np.int64)  # current node per row, -1 once the ID has ended
         for level in range(self.levels):

