@@ -75,7 +75,7 @@ class GenerativeRetriever:
         info = setup_distributed(device)
         torch.manual_seed(train_cfg.seed)
         vocab = tuple(int(max(v, c)) for v, c in zip(trie.vocab_sizes, codes.max(axis=0) + 1))
-        model = Seq2SeqRetriever(model_cfg, vocab, label_smoothing=train_cfg.label_smoothing)
+        model = Seq2SeqRetriever(model_cfg, vocab, label_smoothing=train_cfg.label_smoothing).to(info.device)
         pairs = make_pairs(texts, titles, train_queries, train_doc_idx, cfg=train_cfg)
         logger.info("training pairs: %s from %d unique texts", pairs.counts(), len(pairs.texts))
         flat, offsets = _cached_states(model.encoder, pairs.texts, workdir, info.rank, info.world_size, progress)
@@ -187,14 +187,16 @@ class CachedPairs:
 
 def encode_states(encoder: TextEncoder, texts: list[str], *, progress: bool | None = None) -> tuple[Tensor, Tensor]:
     """Frozen-encoder states of ``texts`` packed: (flat (T, dim) float16, offsets (len(texts) + 1,) int64)."""
+    device = encoder.bert.embeddings.word_embeddings.weight.device
     order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths together: less padding
     pieces: list[Tensor] = [torch.empty(0)] * len(texts)
     starts = range(0, len(texts), ENCODE_BATCH)
     for s in track(starts, description="encoding training texts", total=len(starts), enabled=progress):
         chunk = order[s : s + ENCODE_BATCH]
-        states, mask = encoder.frozen_states([texts[i] for i in chunk])
+        states, mask = encoder.frozen_states([texts[i] for i in chunk], device)
+        states, mask = states.to("cpu", torch.float16), mask.cpu()
         for row, i in enumerate(chunk):
-            pieces[i] = states[row, mask[row]].to(torch.float16)
+            pieces[i] = states[row, mask[row]]
     lengths = torch.tensor([len(p) for p in pieces], dtype=torch.long)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
     flat = torch.cat(pieces) if pieces else torch.zeros(0, encoder.dim, dtype=torch.float16)
