@@ -6,8 +6,11 @@ SentenceTransformer as-is (a local folder, or a hub name where the network allow
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+from pathlib import Path
 from functools import lru_cache
 from typing import Sequence
 
@@ -71,6 +74,25 @@ class Embedder:
     @property
     def dim(self) -> int:
         return int(self.model.get_sentence_embedding_dimension())
+
+    def encode_cached(self, texts: Sequence[str], cache_dir: Path | None, *, progress: bool | None = None) -> np.ndarray:
+        """encode, kept in cache_dir keyed by model, settings and the texts themselves (rebuilds of the same
+        corpus with other codec or model settings skip the slowest step)."""
+        if cache_dir is None:
+            return self.encode(texts, progress=progress)
+        h = hashlib.sha256(json.dumps([self.cfg.model, self.cfg.max_seq_length, self.cfg.normalize]).encode())
+        for t in texts:
+            h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+        path = Path(cache_dir) / f"{h.hexdigest()[:24]}.npy"
+        if path.is_file():
+            logger.info("embeddings from cache %s", path)
+            return np.load(path, allow_pickle=False)
+        emb = self.encode(texts, progress=progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + f".tmp-{os.getpid()}.npy")
+        np.save(tmp, emb, allow_pickle=False)
+        os.replace(tmp, path)
+        return emb
 
     def encode(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray:
         """texts -> (n, dim) float32."""

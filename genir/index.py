@@ -90,7 +90,8 @@ class GenerativeIndex:
         t = time.perf_counter()
         embedder = Embedder(cfg.embed, device=device)
         logger.info("embedding %d documents with %s", len(corpus), cfg.embed.model)
-        emb = embedder.encode(corpus.passages(), progress=progress)
+        emb = embedder.encode_cached(corpus.passages(), None if workdir is None else Path(workdir) / "embeddings",
+                                     progress=progress)
         timings["embed"] = time.perf_counter() - t
         t = time.perf_counter()
         dense = DenseIndex.build(emb, cfg.dense)
