@@ -1,0 +1,57 @@
+"""Plain functions behind the CLI's recommendation commands (genir.cli wires the options to them).
+
+    genir index DATA --task recommend --out DIR        -> index(DATA, out=DIR)
+    genir recommend DIR --user U | --history A,B -k 10 -> recommend(DIR, user=U | history=[A, B], k=10)
+    genir eval DIR --data DATA --split test --mode generative --mode sasrec --mode popular --out REPORT.json
+                                                       -> evaluate(DIR, data=DATA, split="test", modes=[...], out=...)
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from genir.config import RecConfig
+from genir.rec.recommender import MODES, Recommender
+
+logger = logging.getLogger(__name__)
+
+
+def index(data: str | Path, *, out: str | Path, config: RecConfig | None = None, modes: Sequence[str] = MODES,
+          checkpoint_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+    """Build a recommendation index from an Amazon-format folder (see genir.data.amazon) and save it.
+
+    Training checkpoints go to ``checkpoint_dir`` (default ``OUT.checkpoints``), so an interrupted build
+    resumes where it stopped. -> summary dict (counts, modes, training reports).
+    """
+    from genir.data.amazon import load_sequences
+
+    data, out = Path(data), Path(out)
+    sequences = load_sequences(data)
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else out.with_name(out.name + ".checkpoints")
+    rec = Recommender.build(sequences, config or RecConfig(), modes=modes, dataset=data.name, checkpoint_dir=ckpt,
+                            progress=progress)
+    version = rec.save(out)
+    return {"index": str(out), "version": version.name, "dataset": data.name, "users": rec.data.num_users,
+            "items": rec.data.num_items, "modes": list(rec.modes), "reports": rec.reports}
+
+
+def recommend(index_dir: str | Path, *, user: str | None = None, history: Sequence[str] | None = None, k: int = 10,
+              mode: str = "generative") -> list[dict]:
+    """Top-k next items: [{"rank", "item_id", "text", "score"}] for a known user or an item history."""
+    return Recommender.load(Path(index_dir)).recommend(user=user, history=history, k=k, mode=mode)
+
+
+def evaluate(index_dir: str | Path, *, data: str | Path, split: str = "test", modes: Sequence[str] = MODES,
+             out: str | Path | None = None) -> dict:
+    """Leave-one-out evaluation of the index on ``data``'s ``split`` ("valid" | "test") -> REPORT dict
+    (written as JSON to ``out`` when given)."""
+    from genir.data.amazon import load_sequences
+
+    rec = Recommender.load(Path(index_dir))
+    report = rec.evaluate(split, modes=modes, sequences=load_sequences(Path(data)))
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2))
+    return report

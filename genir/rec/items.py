@@ -1,0 +1,153 @@
+"""Item vectors behind the semantic IDs: item text through MiniLM, interactions through a factorised
+co-occurrence matrix, or both concatenated.
+
+Why both by default when text exists: Amazon Beauty's only text is brand + category (3,120 distinct
+strings for 12,101 items; 201 items share "Skin Care, Body, Moisturizers, Lotions"), so text alone gives
+identical vectors to large groups and pushes the distinction into an arbitrary collision suffix. The
+co-occurrence half separates items that users treat differently. Only the training parts of the
+sequences are used, so held-out items never shape the IDs.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import svds
+
+from genir.config import EmbedConfig
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("auto", "text", "cooc", "text+cooc")
+
+
+def resolve_source(source: str, texts: list[str]) -> str:
+    """'auto' -> 'text+cooc' when any item has text, else 'cooc'; others are checked and returned."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown item_embedding {source!r}; expected one of {SOURCES}")
+    has_text = any(t.strip() for t in texts)
+    if source == "auto":
+        return "text+cooc" if has_text else "cooc"
+    if "text" in source and not has_text:
+        raise ValueError(f"item_embedding {source!r} needs item text and this dataset has none; use 'cooc' or 'auto'")
+    return source
+
+
+def text_embeddings(texts: list[str], *, embed: EmbedConfig = EmbedConfig(), progress: bool | None = None) -> np.ndarray:
+    """(n, 384) float32 unit-norm MiniLM vectors; each distinct text is encoded once."""
+    from genir.embed import Embedder
+
+    unique = list(dict.fromkeys(texts))
+    vecs = Embedder(embed, device="cpu").encode(unique, progress=progress)
+    where = {t: i for i, t in enumerate(unique)}
+    return _unit(vecs[[where[t] for t in texts]])
+
+
+def cooc_matrix(train_seqs: list[np.ndarray], num_items: int, *, window: int) -> sp.csr_matrix:
+    """Symmetric (num_items, num_items) counts of item pairs within ``window`` positions in one sequence."""
+    rows, cols = [], []
+    for seq in train_seqs:
+        seq = np.asarray(seq, dtype=np.int64)
+        for gap in range(1, window + 1):
+            if len(seq) > gap:
+                rows.append(seq[:-gap])
+                cols.append(seq[gap:])
+    r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    keep = r != c
+    r, c = r[keep], c[keep]
+    m = sp.coo_matrix((np.ones(2 * len(r)), (np.concatenate([r, c]), np.concatenate([c, r]))), shape=(num_items, num_items))
+    return m.tocsr()
+
+
+def cooc_embeddings(train_seqs: list[np.ndarray], num_items: int, *, dim: int = 64, window: int = 3,
+                    seed: int = 0) -> np.ndarray:
+    """(num_items, dim) float32 unit-norm rows: truncated SVD of the PPMI co-occurrence matrix.
+
+    Items that never co-occur with another get the zero vector (nothing to place them by).
+    """
+    counts = cooc_matrix(train_seqs, num_items, window=window)
+    total = counts.sum()
+    if total == 0:
+        raise ValueError("no co-occurring item pairs in the training sequences; item_embedding needs 'text'")
+    row = np.asarray(counts.sum(axis=1)).ravel()
+    coo = counts.tocoo()
+    # PPMI with context-distribution smoothing (alpha 0.75) damps the weight of very rare items
+    ctx = row ** 0.75
+    pmi = np.log(coo.data * ctx.sum() / (row[coo.row] * ctx[coo.col]))
+    keep = pmi > 0
+    ppmi = sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=counts.shape)
+    k = min(dim, num_items - 2)
+    rng = np.random.default_rng(seed)
+    u, s, _ = svds(ppmi.astype(np.float64), k=k, v0=rng.standard_normal(num_items))
+    vecs = u * np.sqrt(s)[None, :]
+    out = np.zeros((num_items, dim), dtype=np.float32)
+    out[:, :k] = vecs
+    return _unit(out)
+
+
+def combine(text: np.ndarray | None, cooc: np.ndarray | None) -> np.ndarray:
+    """Concatenate unit-norm parts with equal weight; the result is unit norm (zero rows stay zero)."""
+    parts = [p for p in (text, cooc) if p is not None]
+    if not parts:
+        raise ValueError("need at least one of text or co-occurrence embeddings")
+    return _unit(np.concatenate(parts, axis=1))
+
+
+def impute_cooc(text_new: np.ndarray, text_known: np.ndarray, cooc_known: np.ndarray, *, k: int = 10) -> np.ndarray:
+    """Co-occurrence vectors for items without interactions: the mean over their ``k`` nearest known
+    items by text (cosine), so a new item lands among the items it reads like. (m, d_text) -> (m, d_cooc)."""
+    has = np.linalg.norm(cooc_known, axis=1) > 0
+    known_text, known_cooc = text_known[has], cooc_known[has]
+    if len(known_text) == 0:
+        return np.zeros((len(text_new), cooc_known.shape[1]), dtype=np.float32)
+    sims = text_new @ known_text.T
+    k = min(k, len(known_text))
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return _unit(known_cooc[top].mean(axis=1))
+
+
+@dataclass(frozen=True)
+class ItemVectors:
+    """Per-item unit vectors of each source used; ``combined`` is what the codec sees."""
+
+    source: str  # resolved: text | cooc | text+cooc
+    text: np.ndarray | None  # (n, 384) MiniLM
+    cooc: np.ndarray | None  # (n, cooc_dim) PPMI-SVD (imputed from text neighbours for items without pairs)
+
+    def combined(self) -> np.ndarray:
+        return combine(self.text, self.cooc)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: v for k, v in (("text", self.text), ("cooc", self.cooc)) if v is not None}
+
+
+def item_embeddings(texts: list[str], train_seqs: list[np.ndarray], *, source: str = "auto", cooc_dim: int = 64,
+                    cooc_window: int = 3, embed: EmbedConfig = EmbedConfig(), seed: int = 0,
+                    progress: bool | None = None) -> ItemVectors:
+    """Item vectors from the requested source ("auto": text+cooc when there is text, else cooc)."""
+    source = resolve_source(source, texts)
+    text = text_embeddings(texts, embed=embed, progress=progress) if "text" in source else None
+    cooc = cooc_embeddings(train_seqs, len(texts), dim=cooc_dim, window=cooc_window, seed=seed) if "cooc" in source else None
+    if text is not None and cooc is not None:
+        cold = np.linalg.norm(cooc, axis=1) == 0
+        if cold.any():
+            cooc[cold] = impute_cooc(text[cold], text, cooc)
+    logger.info("item embeddings from %s: %d items", source, len(texts))
+    return ItemVectors(source, text, cooc)
+
+
+def new_item_vectors(texts: list[str], known: ItemVectors, *, embed: EmbedConfig = EmbedConfig()) -> np.ndarray:
+    """Combined vectors (n, d) for items added after training, from their text alone."""
+    if known.text is None:
+        raise ValueError(f"item IDs here come from {known.source!r}, not text; pass embeddings= for new items")
+    text = text_embeddings(texts, embed=embed)
+    cooc = impute_cooc(text, known.text, known.cooc) if known.cooc is not None else None
+    return combine(text, cooc)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(np.where(norm > 0, x / np.maximum(norm, 1e-12), 0.0), dtype=np.float32)

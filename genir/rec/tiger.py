@@ -1,0 +1,255 @@
+"""TIGER-style generative recommender: a history encoder over the semantic-ID tokens of the items a user
+interacted with (plus a hashed user token), and the shared ``genir.model.IdDecoder`` writing the next
+item's semantic ID, decoded with ``genir.decoding.constrained_beam_search`` under the item IdTrie.
+
+Encoder input, oldest item first: ``[user] c(1,0) c(1,1) .. c(1,D-1) c(2,0) ..`` where ``c(i,l)`` is the
+level-l code of history item i (``history_tokens="codes"``, as in TIGER), or one token per item that sums
+its code embeddings (``"items"``, 4x shorter). Every token also gets a position embedding (0 = oldest item
+kept) and, in "codes" mode, a level embedding.
+
+Unlike TIGER's bidirectional encoder, attention here is block-causal: a token sees the user token, its own
+item's tokens and earlier items. The memory of a history prefix is then the same whether the encoder reads
+the prefix alone or the whole window it starts, so training encodes each window once and decodes every
+next item of it (``train_tiger``): about six times less encoder work than one pass per prefix, which is
+what makes TIGER-sized training fit on a CPU.
+"""
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from genir.decoding import constrained_beam_search, prefix_beam_search
+from genir.model import IdDecoder
+from genir.trie import IdTrie
+
+logger = logging.getLogger(__name__)
+
+HISTORY_TOKENS = ("codes", "items")
+ANONYMOUS = -1  # user bucket of a query without a known user: a learned "anonymous" token stands in
+# Share of training examples shown the anonymous token instead of their user's, so that history-only
+# queries (no user id) look like something the model has seen.
+USER_DROPOUT = 0.1
+
+
+def user_bucket(user_id: str, buckets: int) -> int:
+    """Stable hash of a user id into ``buckets`` (crc32: the same across processes and machines)."""
+    return zlib.crc32(user_id.encode("utf-8")) % buckets
+
+
+class HistoryEncoder(nn.Module):
+    """(B, H, depth) history codes -> memory (B, S, d) and mask (B, S) bool (True = real token)."""
+
+    def __init__(self, vocab_sizes: Sequence[int], *, user_buckets: int, max_history: int, d_model: int,
+                 layers: int, heads: int, d_ff: int, dropout: float, tokens: str = "codes") -> None:
+        super().__init__()
+        if tokens not in HISTORY_TOKENS:
+            raise ValueError(f"unknown history_tokens {tokens!r}; expected one of {HISTORY_TOKENS}")
+        self.tokens, self.max_history = tokens, max_history
+        self.vocab_sizes = tuple(int(v) for v in vocab_sizes)
+        self.per_item = len(self.vocab_sizes) if tokens == "codes" else 1  # encoder tokens per history item
+        self.register_buffer("offsets", torch.tensor((0, *self.vocab_sizes[:-1])).cumsum(0), persistent=False)
+        self.register_buffer("top", torch.tensor(self.vocab_sizes) - 1, persistent=False)
+        self.code_emb = nn.Embedding(sum(self.vocab_sizes), d_model)
+        self.level_emb = nn.Embedding(len(self.vocab_sizes), d_model)
+        self.pos_emb = nn.Embedding(max_history + 1, d_model)
+        self.user_emb = nn.Embedding(user_buckets + 1, d_model)  # last row: anonymous
+        self.drop = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=d_ff, dropout=dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+
+    def item_of_token(self, H: int, device: torch.device) -> Tensor:
+        """(1 + H * per_item,) history slot of each encoder token; the user token is slot -1."""
+        slots = torch.arange(H, device=device).repeat_interleave(self.per_item)
+        return torch.cat([torch.full((1,), -1, device=device), slots])
+
+    def forward(self, hist_codes: Tensor, lengths: Tensor, buckets: Tensor) -> tuple[Tensor, Tensor]:
+        """hist_codes (B, H, depth) int64, right-padded (rows past ``lengths`` are ignored); lengths (B,);
+        buckets (B,) user buckets or ANONYMOUS -> memory (B, 1 + H * per_item, d), mask (B, S) bool."""
+        B, H, depth = hist_codes.shape
+        slot = torch.arange(H, device=hist_codes.device)
+        real = slot[None, :] < lengths[:, None]  # (B, H)
+        pos = self.pos_emb(slot.clamp(max=self.max_history))[None]  # (1, H, d)
+        # codes the encoder never saw (a suffix issued after training) share the last embedding of their level
+        emb = self.code_emb(torch.minimum(hist_codes.clamp(min=0), self.top) + self.offsets)  # (B, H, depth, d)
+        if self.tokens == "codes":
+            x = (emb + self.level_emb.weight + pos[:, :, None]).reshape(B, H * depth, -1)
+        else:
+            x = emb.sum(dim=2) + pos
+        bucket = torch.where(buckets >= 0, buckets, self.user_emb.num_embeddings - 1)
+        x = torch.cat([self.user_emb(bucket)[:, None], x], dim=1)
+        item = self.item_of_token(H, x.device)
+        mask = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device),
+                          real.repeat_interleave(self.per_item, dim=1)], dim=1)
+        blocked = item[None, :] > item[:, None]  # (S, S) True = may not attend: later items
+        x = self.layers(self.drop(x), mask=blocked, src_key_padding_mask=~mask)
+        return self.norm(x), mask
+
+
+class TigerModel(nn.Module):
+    """HistoryEncoder + IdDecoder; ``loss`` for training, ``memory`` for beam search."""
+
+    def __init__(self, vocab_sizes: Sequence[int], *, cfg) -> None:
+        """vocab_sizes: decoder vocabulary per ID level (suffix included); cfg: genir.config.RecConfig."""
+        super().__init__()
+        self.encoder = HistoryEncoder(vocab_sizes, user_buckets=cfg.user_buckets, max_history=cfg.max_history,
+                                      d_model=cfg.d_model, layers=cfg.encoder_layers, heads=cfg.heads, d_ff=cfg.d_ff,
+                                      dropout=cfg.dropout, tokens=cfg.history_tokens)
+        self.decoder = IdDecoder(vocab_sizes, d_model=cfg.d_model, n_layers=cfg.decoder_layers, n_heads=cfg.heads,
+                                 d_mem=cfg.d_model, d_ff=cfg.d_ff, dropout=cfg.dropout)
+
+    def loss(self, hist_codes: Tensor, lengths: Tensor, buckets: Tensor, target_codes: Tensor) -> Tensor:
+        """Mean per-level cross-entropy of the target IDs (B, depth) given the histories (scalar)."""
+        memory, mask = self.encoder(hist_codes, lengths, buckets)
+        return self.decoder.loss(memory, mask, target_codes)
+
+
+class GenerativeRanker:
+    """Ranks items for histories by constrained beam search; every output is an item in the trie."""
+
+    def __init__(self, model: TigerModel, item_codes: np.ndarray, trie: IdTrie, user_buckets: np.ndarray, *,
+                 beam_size: int = 20, batch_size: int = 256, trained_items: int | None = None) -> None:
+        """item_codes (num_items, depth) full IDs; user_buckets (num_users,) bucket of each known user index;
+        trained_items: items 0..trained_items-1 existed when the model was trained (later ones are new)."""
+        if beam_size < 10:
+            raise ValueError(f"beam_size {beam_size} < 10: the top 10 would not be a real ranking; use >= 10")
+        self.model = model.eval()
+        self.item_codes = torch.as_tensor(np.asarray(item_codes, dtype=np.int64))
+        self.trie, self.user_buckets = trie, np.asarray(user_buckets, dtype=np.int64)
+        self.beam_size, self.batch_size = beam_size, batch_size
+        self.trained_items = len(item_codes) if trained_items is None else trained_items
+
+    def history_codes(self, histories: np.ndarray, lengths: np.ndarray) -> Tensor:
+        """(B, H) right-padded item indices -> (B, H, depth) codes (padding rows are code 0, masked later)."""
+        idx = torch.as_tensor(np.where(histories >= 0, histories, 0))
+        return self.item_codes[idx]
+
+    def buckets(self, users: np.ndarray) -> Tensor:
+        users = np.asarray(users, dtype=np.int64)
+        known = (users >= 0) & (users < len(self.user_buckets))
+        return torch.as_tensor(np.where(known, self.user_buckets[np.where(known, users, 0)], ANONYMOUS))
+
+    @torch.no_grad()
+    def search(self, histories: np.ndarray, lengths: np.ndarray, users: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, k) item indices (-1 where fewer than k valid IDs survive the beam) and (Q, k) log-probabilities."""
+        if k > self.beam_size:
+            raise ValueError(f"k={k} exceeds beam_size={self.beam_size}; raise beam_size to at least k")
+        items = np.full((len(lengths), k), -1, dtype=np.int64)
+        scores = np.full((len(lengths), k), -np.inf, dtype=np.float32)
+        for lo in range(0, len(lengths), self.batch_size):
+            sl = slice(lo, lo + self.batch_size)
+            n = torch.as_tensor(np.maximum(lengths[sl], 1))
+            hist = self.history_codes(histories[sl, :int(n.max())], lengths[sl])
+            memory, mask = self.model.encoder(hist, n, self.buckets(users[sl]))
+            res = constrained_beam_search(self.model.decoder, memory, mask, self.trie, beam_size=self.beam_size, num_return=k)
+            items[sl], scores[sl] = res.doc_idx.numpy(), res.scores.numpy()
+            if self.trained_items < len(self.item_codes):
+                items[sl], scores[sl] = self._with_new_items(memory, mask, items[sl], scores[sl])
+        return items, scores
+
+    def _with_new_items(self, memory: Tensor, mask: Tensor, items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Merge items added after training into the ranking (TIGER's cold-start recipe).
+
+        The decoder never learnt their collision suffix, so its suffix probability means nothing; instead a
+        new item scores as its prefix (all levels but the suffix, decoded under the trie) times a uniform
+        share 1 / (items under that prefix).
+        """
+        depth, k = self.item_codes.shape[1], items.shape[1]
+        pre = prefix_beam_search(self.model.decoder, memory, mask, self.trie, level=depth - 1, beam_size=self.beam_size)
+        new = np.arange(self.trained_items, len(self.item_codes))
+        codes = self.item_codes.numpy()
+        sizes = self.trie.vocab_sizes[:depth - 1]
+        base = np.asarray([int(np.prod(sizes[lvl + 1:])) for lvl in range(depth - 1)], dtype=np.int64)  # prefix -> key
+        new_keys = codes[new, :-1] @ base
+        group = {key: n for key, n in zip(*np.unique(codes[:, :-1] @ base, return_counts=True))}
+        pre_codes, pre_scores = pre.codes.numpy(), pre.scores.numpy()
+        pre_keys = np.where((pre_codes >= 0).all(-1), pre_codes @ base, -1)
+        out_items, out_scores = items.copy(), scores.copy()
+        for q in range(len(items)):
+            cand = dict(zip(items[q][items[q] >= 0].tolist(), scores[q][items[q] >= 0].tolist()))
+            for key, score in zip(pre_keys[q], pre_scores[q]):
+                for item in new[new_keys == key] if key >= 0 else ():
+                    cand[int(item)] = max(cand.get(int(item), -np.inf), float(score - np.log(group[key])))
+            best = sorted(cand.items(), key=lambda kv: -kv[1])[:k]
+            out_items[q, :len(best)] = [i for i, _ in best]
+            out_scores[q, :len(best)] = [v for _, v in best]
+        return out_items, out_scores
+
+    def rank(self, histories: np.ndarray, lengths: np.ndarray, users: np.ndarray, *, k: int) -> np.ndarray:
+        """(Q, k) int64 item indices, best first."""
+        return self.search(histories, lengths, users, k=k)[0]
+
+
+def window_batches(lengths: np.ndarray, targets_per_batch: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Window indices grouped by similar length (little padding) into batches of about
+    ``targets_per_batch`` next-item targets each, in random order."""
+    order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches, start, count = [], 0, 0
+    for pos, window in enumerate(order):
+        count += int(lengths[window]) - 1
+        if count >= targets_per_batch or pos == len(order) - 1:
+            batches.append(order[start:pos + 1])
+            start, count = pos + 1, 0
+    rng.shuffle(batches)
+    return batches
+
+
+def _window_loss(model: TigerModel, batch: tuple, chunks: int = 2) -> Tensor:
+    """Encode each window once, then decode every next item of it from its own prefix of the memory.
+
+    Targets are split by prefix length into ``chunks`` groups so each group's memory copy is cut to the
+    longest prefix it needs (the decoder projects one memory copy per target).
+    """
+    hist, lengths, buckets, rows, prefix, target_codes = batch
+    memory, mask = model.encoder(hist, lengths, buckets)
+    total = memory.new_zeros(())
+    for part in torch.tensor_split(torch.argsort(prefix), chunks):
+        if len(part) == 0:
+            continue
+        width = int(prefix[part].max())
+        keep = mask[rows[part], :width] & (torch.arange(width) < prefix[part, None])
+        total = total + model.decoder.loss(memory[rows[part], :width], keep, target_codes[part]) * len(part)
+    return total / len(rows)
+
+
+def train_tiger(model: TigerModel, ranker: GenerativeRanker, windows: list[np.ndarray], window_buckets: np.ndarray,
+                valid, *, cfg, checkpoint_dir=None, resume: bool = True, progress: bool | None = None):
+    """Fit ``model`` on protocol.training_windows with early stopping on ``valid`` (Examples); -> TrainReport.
+
+    window_buckets (W,) user bucket of each window; ranker wraps the same model (its item codes are the
+    targets, its trie constrains validation decoding).
+    """
+    from genir.rec.evaluate import evaluate_ranker
+    from genir.rec.training import fit
+
+    lengths = np.asarray([len(w) for w in windows], dtype=np.int64)
+    items = np.full((len(windows), int(lengths.max())), -1, dtype=np.int64)
+    for row, window in enumerate(windows):
+        items[row, :len(window)] = window
+    per_item = model.encoder.per_item
+
+    def batches(rng: np.random.Generator):
+        for idx in window_batches(lengths, cfg.batch_size, rng):
+            n = lengths[idx]
+            width = int(n.max())
+            buckets = window_buckets[idx].copy()
+            buckets[rng.random(len(idx)) < USER_DROPOUT] = ANONYMOUS
+            rows, pos = np.nonzero(np.arange(1, width)[None, :] < n[:, None])  # target (window row, position - 1)
+            targets = items[idx[rows], pos + 1]
+            yield (ranker.history_codes(items[idx, :width - 1], n - 1), torch.as_tensor(n - 1), torch.as_tensor(buckets),
+                   torch.as_tensor(rows), torch.as_tensor(1 + per_item * (pos + 1)), ranker.item_codes[torch.as_tensor(targets)])
+
+    def loss_fn(m: TigerModel, batch) -> Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            return _window_loss(m, batch)
+
+    return fit(model, batches=batches, loss_fn=loss_fn, validate=lambda: evaluate_ranker(ranker, valid),
+               metric=cfg.early_stop_metric, lr=cfg.lr, weight_decay=cfg.weight_decay, max_epochs=cfg.max_epochs,
+               patience=cfg.patience, seed=cfg.seed, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
+               description="tiger")
