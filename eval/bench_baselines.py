@@ -39,11 +39,13 @@ def main() -> None:
 
     ds = load_dataset(args.data, split="dev", dev_fraction=0.2, seed=0)
     t = time.perf_counter()
-    index = GenerativeIndex.build(ds.corpus, IndexConfig(generative=False), device="cpu")
+    index = GenerativeIndex.build(ds.corpus, IndexConfig(generative=False), device="cpu",
+                                  workdir=ROOT / "data" / "cache" / "scifact-work")
     build = time.perf_counter() - t
     report = evaluate_index(index, ds.split_queries(), ds.qrels, modes=["bm25", "dense", "rrf"],
                             dataset=args.data.name, split="dev")
-    report["build_seconds"] = {**index.meta["build_seconds"], "total": build}
+    report["build_seconds"] = {**index.meta["build_seconds"], "total": build,
+                               "note": "embed is a cache hit when data/cache/scifact-work holds this corpus"}
     report["dev_split"] = {"fraction": 0.2, "seed": 0, "source": "train"}
     report["machine"] = machine()
     report["command"] = "HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_baselines.py"
@@ -51,7 +53,7 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2))
     for r in report["results"]:
         print(r["mode"], {k: round(v, 4) for k, v in r["metrics"].items()}, f"{r['queries_per_second']:.1f} q/s")
-    print("build seconds", {k: round(v, 1) for k, v in report["build_seconds"].items()}, file=sys.stderr)
+    print("build seconds", report["build_seconds"], file=sys.stderr)
 
 
 if __name__ == "__main__":
