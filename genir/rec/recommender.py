@@ -37,7 +37,7 @@ from genir.trie import IdTrie
 logger = logging.getLogger(__name__)
 
 MODES = ("generative", "sasrec", "popular")
-KIND = "recommendation"
+KIND = "recommend"  # manifest "kind" (genir.cli dispatches on it)
 
 
 def _check_modes(modes: Sequence[str]) -> tuple[str, ...]:

@@ -113,7 +113,7 @@ class SASRecRecommender:
         cfg: genir.config.RecConfig (the sasrec_* fields, max_history, patience, seed, early_stop_metric).
         """
         from genir.rec.evaluate import evaluate_ranker
-        from genir.rec.training import fit
+        from genir.rec.training import fingerprint_of, fit
 
         torch.manual_seed(cfg.seed)
         model = SASRec(data.num_items, max_len=cfg.max_history, dim=cfg.sasrec_dim, layers=cfg.sasrec_layers,
@@ -136,5 +136,5 @@ class SASRecRecommender:
         report = fit(model, batches=batches, loss_fn=loss_fn, validate=lambda: evaluate_ranker(rec, valid),
                      metric=cfg.early_stop_metric, lr=cfg.sasrec_lr, max_epochs=cfg.max_epochs,
                      patience=cfg.patience, seed=cfg.seed, checkpoint_dir=checkpoint_dir, resume=resume,
-                     progress=progress, description="sasrec")
+                     progress=progress, description="sasrec", fingerprint=fingerprint_of(cfg, inputs, targets))
         return rec, report

@@ -226,7 +226,7 @@ def train_tiger(model: TigerModel, ranker: GenerativeRanker, windows: list[np.nd
     targets, its trie constrains validation decoding).
     """
     from genir.rec.evaluate import evaluate_ranker
-    from genir.rec.training import fit
+    from genir.rec.training import fingerprint_of, fit
 
     lengths = np.asarray([len(w) for w in windows], dtype=np.int64)
     items = np.full((len(windows), int(lengths.max())), -1, dtype=np.int64)
@@ -252,4 +252,4 @@ def train_tiger(model: TigerModel, ranker: GenerativeRanker, windows: list[np.nd
     return fit(model, batches=batches, loss_fn=loss_fn, validate=lambda: evaluate_ranker(ranker, valid),
                metric=cfg.early_stop_metric, lr=cfg.lr, weight_decay=cfg.weight_decay, max_epochs=cfg.max_epochs,
                patience=cfg.patience, seed=cfg.seed, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
-               description="tiger")
+               description="tiger", fingerprint=fingerprint_of(cfg, ranker.item_codes.numpy(), items))

@@ -6,6 +6,7 @@ plus a JSON state file; no pickle.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -24,6 +25,24 @@ from genir.progress import track
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.json"
+
+
+# config fields a resumed run may change: they decide how long to train, not what is trained
+RESUMABLE = ("max_epochs", "patience", "threads")
+
+
+def fingerprint_of(cfg, *arrays: np.ndarray) -> str:
+    """sha256 of a config dataclass (minus RESUMABLE fields) and arrays: what a checkpoint was trained on."""
+    from genir.config import to_dict
+
+    h = hashlib.sha256()
+    fixed = {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE}
+    h.update(json.dumps(fixed, sort_keys=True, default=str).encode())
+    for arr in arrays:
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
 LOG_EVERY = 120.0  # seconds between progress log lines inside an epoch (for runs without a terminal)
 
 
@@ -63,13 +82,14 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _save_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, report: TrainReport, bad: int) -> None:
+def _save_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, report: TrainReport, bad: int,
+                     fingerprint: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors, meta = _optimizer_tensors(opt)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / "last.safetensors"))
     save_file(tensors, str(folder / "optimizer.safetensors"))
     tmp = folder / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps({"report": report.to_dict(), "bad_epochs": bad, "optimizer": meta}))
+    tmp.write_text(json.dumps({"report": report.to_dict(), "bad_epochs": bad, "optimizer": meta, "fingerprint": fingerprint}))
     tmp.replace(folder / STATE_FILE)  # the state file is written last: it marks a complete checkpoint
 
 
@@ -89,18 +109,23 @@ def fit(
     resume: bool = True,
     progress: bool | None = None,
     description: str = "train",
+    fingerprint: str = "",
 ) -> TrainReport:
     """Train ``model`` in place and leave it holding the weights of the best validation epoch.
 
     batches(rng) yields one epoch of batches; loss_fn(model, batch) -> scalar loss; validate() ->
     metrics dict containing ``metric`` (higher is better). With ``checkpoint_dir``, every epoch saves
-    the last and best weights, and ``resume`` continues from whatever is there.
+    the last and best weights, and ``resume`` continues from whatever is there; ``fingerprint`` (e.g. a
+    hash of config and targets) must match the checkpoint's, so a resume never mixes incompatible runs.
     """
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     report, bad, best_state = TrainReport(), 0, None
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None and resume and (folder / STATE_FILE).exists():
         saved = json.loads((folder / STATE_FILE).read_text())
+        if saved.get("fingerprint", "") != fingerprint:
+            raise ValueError(f"checkpoint {folder} belongs to a different run (data, IDs or config differ); "
+                             "delete it or train with resume=False")
         report, bad = TrainReport(**saved["report"]), saved["bad_epochs"]
         model.load_state_dict(load_file(str(folder / "last.safetensors")))
         _load_optimizer(opt, load_file(str(folder / "optimizer.safetensors")), saved["optimizer"])
@@ -145,7 +170,7 @@ def fit(
         report.stopped_early = bad >= patience
         done = report.stopped_early or epoch >= max_epochs
         if folder is not None:
-            _save_checkpoint(folder, model, opt, report, bad)
+            _save_checkpoint(folder, model, opt, report, bad, fingerprint)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
