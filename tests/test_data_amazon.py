@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TINY_ATTRIBUTES, TINY_SEQUENCES
+from tests.conftest import TINY_ATTRIBUTES, TINY_SEQUENCES
 
 from genir.data.amazon import load_item_attribute_ids, load_sequences
 from genir.data.errors import DataFormatError

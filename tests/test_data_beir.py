@@ -7,7 +7,7 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from conftest import TINY_CORPUS, TINY_QUERIES
+from tests.conftest import TINY_CORPUS, TINY_QUERIES
 
 from genir.data.beir import available_splits, load_beir
 from genir.data.errors import DataFormatError

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TINY_CORPUS, TINY_QUERIES
+from tests.conftest import TINY_CORPUS, TINY_QUERIES
 
 from genir.data import available_splits, detect_format, load_dataset
 from genir.data.errors import DataFormatError
