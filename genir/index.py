@@ -81,17 +81,24 @@ class GenerativeIndex:
     @classmethod
     def build(cls, corpus: Corpus, cfg: IndexConfig = IndexConfig(), *, train_queries: Queries | None = None,
               train_qrels: Qrels | None = None, device: str = "auto", workdir: Path | None = None,
-              resume: bool = False, progress: bool | None = None) -> "GenerativeIndex":
+              resume: bool = False, embeddings: np.ndarray | None = None,
+              progress: bool | None = None) -> "GenerativeIndex":
         """Embed the corpus and build every structure. train_queries/qrels (train split only, never the
-        split you report on) feed the generative model when cfg.generative is on."""
+        split you report on) feed the generative model when cfg.generative is on. `embeddings` (n, d), when
+        given, must come from cfg.embed's model over corpus.passages(); they skip the embedding step."""
         if len(corpus) == 0:
             raise ValueError("the corpus is empty; nothing to index")
         timings: dict[str, float] = {}
         t = time.perf_counter()
         embedder = Embedder(cfg.embed, device=device)
         logger.info("embedding %d documents with %s", len(corpus), cfg.embed.model)
-        emb = embedder.encode_cached(corpus.passages(), None if workdir is None else Path(workdir) / "embeddings",
-                                     progress=progress)
+        if embeddings is not None:
+            if embeddings.shape[0] != len(corpus):
+                raise ValueError(f"embeddings has {embeddings.shape[0]} rows for {len(corpus)} documents")
+            emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+        else:
+            emb = embedder.encode_cached(corpus.passages(), None if workdir is None else Path(workdir) / "embeddings",
+                                         progress=progress)
         timings["embed"] = time.perf_counter() - t
         t = time.perf_counter()
         dense = DenseIndex.build(emb, cfg.dense)
