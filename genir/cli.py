@@ -73,8 +73,11 @@ def index(
     _setup_logging(verbose)
     from genir.index import GenerativeIndex
 
+    from genir.store import check_writable
+
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {list(TASKS)}")
+    check_writable(out)  # before any work, so a bad --out costs nothing and writes nothing
     if tune_split == "test":
         raise ValueError("--tune-split test would tune on the test queries; use the carved 'dev' split")
     if task == "recommend":

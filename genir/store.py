@@ -177,6 +177,14 @@ def verify(path: Path, *, checksums: bool = True) -> dict[str, Any]:
     return manifest
 
 
+def check_writable(path: Path) -> None:
+    """IndexFormatError unless `path` is absent, an empty folder or a genir index (checked before any work)."""
+    path = Path(path)
+    if path.exists() and not is_index(path):
+        if not path.is_dir() or any(path.iterdir()):
+            raise IndexFormatError(f"{path} exists and is not a genir index; refusing to overwrite it")
+
+
 def write_version(path: Path, write: Callable[[Path], dict[str, Any]]) -> Path:
     """Build a new version of index `path` with `write(folder) -> manifest fields` and switch to it.
 
@@ -184,9 +192,7 @@ def write_version(path: Path, write: Callable[[Path], dict[str, Any]]) -> Path:
     Returns the new version folder.
     """
     path = Path(path)
-    if path.exists() and not is_index(path):
-        if not path.is_dir() or any(path.iterdir()):
-            raise IndexFormatError(f"{path} exists and is not a genir index; refusing to overwrite it")
+    check_writable(path)
     fresh = not path.exists()
     parent = path.parent if fresh else path
     parent.mkdir(parents=True, exist_ok=True)

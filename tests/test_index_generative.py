@@ -13,7 +13,8 @@ from tests.synthetic import synthetic_corpus
 def tiny_config(scheme: str = "rqkmeans") -> IndexConfig:
     return IndexConfig(
         codec=CodecConfig(scheme=scheme, levels=2, codebook_size=4),
-        train=dataclasses.replace(TrainConfig(), epochs=30.0, batch_size=32, pseudo_per_doc=2, checkpoint_every=0),
+        # validity, persistence and updates are under test here, not quality: a few steps suffice
+        train=dataclasses.replace(TrainConfig(), max_steps=12, batch_size=32, pseudo_per_doc=1, checkpoint_every=0),
     )
 
 
