@@ -33,7 +33,18 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=ROOT / "data" / "cache" / "scifact-work")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "scifact-dev-generative.json")
     ap.add_argument("--save-index", type=Path, default=None)
+    ap.add_argument("--resume", action="store_true", help="continue training from the workdir's newest checkpoint")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     args = ap.parse_args()
+    import logging
+
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("faiss", "sentence_transformers", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from genir.config import CodecConfig, IndexConfig
     from genir.data import dev_split, load_dataset
     from genir.evaluate import evaluate_index
@@ -46,7 +57,7 @@ def main() -> None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=args.epochs))
     t = time.perf_counter()
     index = GenerativeIndex.build(train.corpus, cfg, train_queries=train.split_queries(), train_qrels=train.qrels,
-                                  device="auto", workdir=args.workdir)
+                                  device="auto", workdir=args.workdir, resume=args.resume)
     build_total = time.perf_counter() - t
     dev_q, dev_qrels = dev.split_queries(), dev.qrels
 

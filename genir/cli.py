@@ -100,12 +100,15 @@ def index(
         decode=DecodeConfig(beam_size=beam_size),
         seed=seed,
     )
-    from genir.data import load_corpus
+    from genir.data import available_splits, load_corpus
 
-    if generative:
+    if generative and train_split in available_splits(data_dir):
         ds = _dataset(data_dir, train_split, dev_fraction, seed)
         corpus, train_q, train_qrels = ds.corpus, ds.split_queries(), ds.qrels
     else:
+        if generative:
+            logger.warning("%s has no %r queries: the model trains on documents and pseudo-queries only, "
+                           "and the hybrid keeps its default fusion", data_dir, train_split)
         corpus, train_q, train_qrels = load_corpus(data_dir), None, None
     built = GenerativeIndex.build(corpus, cfg, train_queries=train_q, train_qrels=train_qrels, device=device,
                                   workdir=workdir or out.with_name(out.name + ".work"), resume=resume)
