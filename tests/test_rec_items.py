@@ -49,3 +49,13 @@ def test_new_items_need_text_vectors_when_ids_come_from_interactions():
     only_cooc = ItemVectors("cooc", None, np.eye(3, dtype=np.float32))
     with pytest.raises(ValueError, match="pass embeddings="):
         new_item_vectors(["x"], only_cooc)
+
+
+def test_new_item_from_text_lands_near_its_textual_neighbour():
+    from genir.rec.items import text_embeddings
+
+    texts = ["OPI, Makeup, Nails, Nail Polish", "Hair Care, Shampoos", "Skin Care, Face, Creams & Moisturizers"]
+    known = ItemVectors("text+cooc", text_embeddings(texts), np.eye(3, dtype=np.float32))
+    vec = new_item_vectors(["Essie, Makeup, Nails, Nail Polish"], known)
+    assert vec.shape == (1, 384 + 3)
+    assert int(np.argmax(vec @ known.combined().T)) == 0

@@ -83,7 +83,7 @@ class Recommender:
         torch.set_num_threads(cfg.threads)
         try:
             rec = cls(cfg=cfg, data=Interactions.from_sequences(sequences), dataset=dataset)
-            valid = _sample(eval_queries(rec.data, "valid", max_history=cfg.max_history), cfg.valid_users, cfg.seed)
+            valid = eval_queries(rec.data, "valid", max_history=cfg.max_history)
             ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
             if "popular" in modes:
                 rec.popular = PopularRecommender.fit(train_parts(rec.data), num_items=rec.data.num_items)
@@ -94,7 +94,7 @@ class Recommender:
                 rec.sasrec = ranker.model
                 rec.reports["sasrec"] = {"train": report.to_dict(), "seconds": time.perf_counter() - t0}
             if "generative" in modes:
-                rec._build_generative(valid, ckpt / "tiger" if ckpt else None, progress)
+                rec._build_generative(_sample(valid, cfg.valid_users, cfg.seed), ckpt / "tiger" if ckpt else None, progress)
         finally:
             torch.set_num_threads(threads)
         return rec

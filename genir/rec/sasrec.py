@@ -134,7 +134,7 @@ class SASRecRecommender:
             return F.cross_entropy(m.logits(m.hidden(inp)[keep], fast=True), tgt[keep] - 1)
 
         report = fit(model, batches=batches, loss_fn=loss_fn, validate=lambda: evaluate_ranker(rec, valid),
-                     metric=cfg.early_stop_metric, lr=cfg.sasrec_lr, max_epochs=cfg.max_epochs,
+                     metric=cfg.early_stop_metric, lr=cfg.sasrec_lr, lr_decay=cfg.lr_decay, max_epochs=cfg.max_epochs,
                      patience=cfg.patience, seed=cfg.seed, checkpoint_dir=checkpoint_dir, resume=resume,
                      progress=progress, description="sasrec", fingerprint=fingerprint_of(cfg, inputs, targets))
         return rec, report

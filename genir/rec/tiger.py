@@ -250,6 +250,7 @@ def train_tiger(model: TigerModel, ranker: GenerativeRanker, windows: list[np.nd
             return _window_loss(m, batch)
 
     return fit(model, batches=batches, loss_fn=loss_fn, validate=lambda: evaluate_ranker(ranker, valid),
-               metric=cfg.early_stop_metric, lr=cfg.lr, weight_decay=cfg.weight_decay, max_epochs=cfg.max_epochs,
-               patience=cfg.patience, seed=cfg.seed, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
-               description="tiger", fingerprint=fingerprint_of(cfg, ranker.item_codes.numpy(), items))
+               metric=cfg.early_stop_metric, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_decay=cfg.lr_decay,
+               max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed, checkpoint_dir=checkpoint_dir,
+               resume=resume, progress=progress, description="tiger",
+               fingerprint=fingerprint_of(cfg, ranker.item_codes.numpy(), items))

@@ -104,6 +104,7 @@ def fit(
     weight_decay: float = 0.0,
     max_epochs: int,
     patience: int,
+    lr_decay: float = 1.0,
     seed: int = 0,
     checkpoint_dir: Path | None = None,
     resume: bool = True,
@@ -114,7 +115,8 @@ def fit(
     """Train ``model`` in place and leave it holding the weights of the best validation epoch.
 
     batches(rng) yields one epoch of batches; loss_fn(model, batch) -> scalar loss; validate() ->
-    metrics dict containing ``metric`` (higher is better). With ``checkpoint_dir``, every epoch saves
+    metrics dict containing ``metric`` (higher is better); every epoch without improvement multiplies the
+    learning rate by ``lr_decay``. With ``checkpoint_dir``, every epoch saves
     the last and best weights, and ``resume`` continues from whatever is there; ``fingerprint`` (e.g. a
     hash of config and targets) must match the checkpoint's, so a resume never mixes incompatible runs.
     """
@@ -167,6 +169,8 @@ def fit(
                 save_file({k: v.contiguous() for k, v in best_state.items()}, str(folder / "best.safetensors"))
         else:
             bad += 1
+            for group in opt.param_groups:
+                group["lr"] *= lr_decay
         report.stopped_early = bad >= patience
         done = report.stopped_early or epoch >= max_epochs
         if folder is not None:
