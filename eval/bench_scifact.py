@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "scifact-dev-generative.json")
     ap.add_argument("--save-index", type=Path, default=None)
     ap.add_argument("--resume", action="store_true", help="continue training from the workdir's newest checkpoint")
+    ap.add_argument("--index", type=Path, default=None,
+                    help="evaluate this already built index (from --save-index) instead of building one")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     args = ap.parse_args()
     import logging
@@ -56,9 +58,13 @@ def main() -> None:
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=args.epochs))
     t = time.perf_counter()
-    index = GenerativeIndex.build(train.corpus, cfg, train_queries=train.split_queries(), train_qrels=train.qrels,
-                                  device="auto", workdir=args.workdir, resume=args.resume)
-    build_total = time.perf_counter() - t
+    if args.index is not None:
+        index = GenerativeIndex.load(args.index)
+        build_total = None  # built earlier: its per-part times are in build_seconds
+    else:
+        index = GenerativeIndex.build(train.corpus, cfg, train_queries=train.split_queries(), train_qrels=train.qrels,
+                                      device="auto", workdir=args.workdir, resume=args.resume)
+        build_total = time.perf_counter() - t
     dev_q, dev_qrels = dev.split_queries(), dev.qrels
 
     # 2-fold cross-validation of the tuning: never scores a query with weights chosen on it
@@ -83,6 +89,7 @@ def main() -> None:
         "build_seconds": {**index.meta["build_seconds"], "total": build_total, "tune": tune_seconds},
         "codec_stats": index.semantic.meta.get("codec_stats"),
         "train": index.semantic.meta.get("train"),
+        "train_config": dataclasses.asdict(index.cfg.train),
         "hybrid_tuned_on_dev": tuned,
         "hybrid_2fold_cv_on_dev": {"mean_held_out": cv, "folds": folds},
         "valid_id_rate": float(valid.mean()) if len(valid) else None,

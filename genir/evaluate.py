@@ -47,9 +47,11 @@ def evaluate_index(index, queries: Queries, qrels: Qrels, *, modes: Sequence[str
     for mode in modes:
         idx, scores, paths, seconds = run_mode(index, queries, mode, k=k, batch_size=batch_size, progress=progress)
         run = run_from_arrays(queries.query_ids, idx, scores, doc_ids)
+        # Score the order users get: trec_eval re-sorts equal scores by doc id, and fusion ties often.
+        by_position = np.broadcast_to(-np.arange(idx.shape[1], dtype=np.float64), idx.shape)
         entry = {
             "mode": mode,
-            "metrics": evaluate(run, qrels, measures),
+            "metrics": evaluate(run_from_arrays(queries.query_ids, idx, by_position, doc_ids), qrels, measures),
             "queries_per_second": len(queries) / max(seconds, 1e-9),
         }
         if any(p != mode for p in paths):

@@ -238,7 +238,8 @@ class GenerativeIndex:
         trie = self.semantic.trie
         prefix_docs = [np.concatenate([trie.docs_under(int(n), cfg.prefix_level) for n in row if n >= 0] or
                                       [np.zeros(0, np.int64)]) for row in nodes]
-        idx, scores = hybrid.prefix_then_dense(prefix_docs, q_emb, self.embeddings, dense=rankings["dense"], k=k)
+        idx, scores = hybrid.prefix_then_dense(prefix_docs, q_emb, self.embeddings, dense=rankings["dense"],
+                                               bonus=cfg.prefix_bonus, k=k)
         return idx, scores, np.full(len(queries), "prefix_dense")
 
     def tune(self, queries: Queries, qrels: Qrels, *, k: int = 10) -> dict:
@@ -247,6 +248,7 @@ class GenerativeIndex:
         Grid-searches RRF weights, score interpolation, confidence gates (genir.hybrid.tune) and the GDR
         prefix level; returns {"chosen": HybridConfig dict, "candidates": {name: dev nDCG@10}}."""
         import dataclasses
+        import itertools
 
         from genir import hybrid
         from genir.metrics import evaluate, run_from_arrays
@@ -257,11 +259,13 @@ class GenerativeIndex:
         rankings = self._fusion_inputs(texts, q_emb, self._generate(texts), k)
         best = hybrid.tune(rankings, qrels, qids, self._doc_ids, k=k, base=self.cfg.hybrid)
         candidates = {f"{best.method} (best of grid)": best.dev_ndcg10}
-        for level in range(1, self.semantic.trie.num_levels):
-            cfg = dataclasses.replace(self.cfg.hybrid, method="prefix_dense", prefix_level=level)
-            idx, scores, _ = self._fuse(cfg, texts, q_emb, rankings, k)
-            score = evaluate(run_from_arrays(qids, idx, scores, self._doc_ids), qrels, ("nDCG@10",))["nDCG@10"]
-            candidates[f"prefix_dense level {level}"] = score
+        by_position = np.broadcast_to(-np.arange(k, dtype=np.float64), (len(qids), k))
+        for level, bonus in itertools.product(range(1, self.semantic.trie.num_levels), (0.1, 3.0)):
+            # bonus 3.0: prefix documents strictly first (hard GDR); 0.1: a nudge inside the dense ranking
+            cfg = dataclasses.replace(self.cfg.hybrid, method="prefix_dense", prefix_level=level, prefix_bonus=bonus)
+            idx, _, _ = self._fuse(cfg, texts, q_emb, rankings, k)
+            score = evaluate(run_from_arrays(qids, idx, by_position, self._doc_ids), qrels, ("nDCG@10",))["nDCG@10"]
+            candidates[f"prefix_dense level {level} bonus {bonus}"] = score
             if score > best.dev_ndcg10 + 1e-12:
                 best = dataclasses.replace(cfg, dev_ndcg10=score)
         self.semantic.hybrid = best

@@ -73,3 +73,17 @@ def test_add_is_decodable_without_retraining(gen_index, tmp_path):
     assert idx.semantic.trie.lookup(code[None])[0] == -1
     for mode in MODES:
         assert "zoo-1" not in {h.doc_id for h in idx.search(["zebra giraffe savanna"], k=10, mode=mode)[0]}
+
+
+def test_tune_chooses_best_and_is_stored(gen_index, tmp_path):
+    import pyarrow as pa
+
+    queries = Queries.from_records(["t1", "t2"], ["galaxy star orbit", "butter sugar oven"])
+    qrels = Qrels(pa.table({"query_id": ["t1", "t2"], "doc_id": ["astronomy-3", "cooking-2"], "relevance": [1, 1]}))
+    out = gen_index.tune(queries, qrels)
+    assert out["chosen"]["dev_ndcg10"] == pytest.approx(max(out["candidates"].values()))
+    assert any(name.startswith("prefix_dense") for name in out["candidates"])
+    gen_index.save(tmp_path / "tuned")
+    back = GenerativeIndex.load(tmp_path / "tuned", device="cpu")
+    assert back.semantic.hybrid == gen_index.semantic.hybrid
+    assert back.semantic.hybrid.dev_ndcg10 == pytest.approx(out["chosen"]["dev_ndcg10"])
