@@ -87,3 +87,19 @@ def test_tune_chooses_best_and_is_stored(gen_index, tmp_path):
     back = GenerativeIndex.load(tmp_path / "tuned", device="cpu")
     assert back.semantic.hybrid == gen_index.semantic.hybrid
     assert back.semantic.hybrid.dev_ndcg10 == pytest.approx(out["chosen"]["dev_ndcg10"])
+
+
+@pytest.mark.parametrize("scheme", ["rqvae", "hkmeans", "atomic"])
+def test_every_id_scheme_builds_a_searchable_index(scheme, tmp_path):
+    cfg = tiny_config(scheme)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=2))
+    idx = GenerativeIndex.build(synthetic_corpus(3), cfg, device="cpu", progress=False)
+    assert idx.semantic.meta["codec_stats"]["scheme"] == scheme
+    res = idx.search_arrays(["galaxy orbit", "bond rate"], 5, mode="generative")
+    got = res.doc_idx[res.doc_idx >= 0]
+    assert len(got) > 0
+    np.testing.assert_array_equal(idx.semantic.trie.lookup(idx.semantic.ids[got]), got)
+    idx.save(tmp_path / scheme)
+    back = GenerativeIndex.load(tmp_path / scheme, device="cpu")
+    np.testing.assert_array_equal(back.search_arrays(["galaxy orbit", "bond rate"], 5, mode="generative").doc_idx,
+                                  res.doc_idx)
