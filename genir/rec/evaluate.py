@@ -16,12 +16,14 @@ class Ranker(Protocol):
         ...
 
 
-def evaluate_ranker(ranker: Ranker, queries: Examples, *, cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS) -> dict[str, float]:
+def evaluate_ranker(ranker: Ranker, queries: Examples, *,
+                    cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS) -> dict[str, float]:
     """{"R@5", "nDCG@5", "R@10", "nDCG@10"} of ``ranker`` on ``queries``."""
     return timed_evaluation(ranker, queries, cutoffs=cutoffs)[0]
 
 
-def timed_evaluation(ranker: Ranker, queries: Examples, *, cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS) -> tuple[dict[str, float], float]:
+def timed_evaluation(ranker: Ranker, queries: Examples, *,
+                     cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS) -> tuple[dict[str, float], float]:
     """(metrics, queries per second) of ``ranker`` on ``queries``."""
     t0 = time.perf_counter()
     ranked = ranker.rank(queries.histories, queries.lengths, queries.users, k=max(cutoffs))

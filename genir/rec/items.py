@@ -35,7 +35,8 @@ def resolve_source(source: str, texts: list[str]) -> str:
     return source
 
 
-def text_embeddings(texts: list[str], *, embed: EmbedConfig = EmbedConfig(), progress: bool | None = None) -> np.ndarray:
+def text_embeddings(texts: list[str], *, embed: EmbedConfig = EmbedConfig(),
+                    progress: bool | None = None) -> np.ndarray:
     """(n, 384) float32 unit-norm MiniLM vectors; each distinct text is encoded once."""
     from genir.embed import Embedder
 
@@ -58,7 +59,8 @@ def cooc_matrix(train_seqs: list[np.ndarray], num_items: int, *, window: int) ->
     c = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     keep = r != c
     r, c = r[keep], c[keep]
-    m = sp.coo_matrix((np.ones(2 * len(r)), (np.concatenate([r, c]), np.concatenate([c, r]))), shape=(num_items, num_items))
+    pairs = (np.concatenate([r, c]), np.concatenate([c, r]))
+    m = sp.coo_matrix((np.ones(2 * len(r)), pairs), shape=(num_items, num_items))
     return m.tocsr()
 
 
@@ -130,7 +132,9 @@ def item_embeddings(texts: list[str], train_seqs: list[np.ndarray], *, source: s
     """Item vectors from the requested source ("auto": text+cooc when there is text, else cooc)."""
     source = resolve_source(source, texts)
     text = text_embeddings(texts, embed=embed, progress=progress) if "text" in source else None
-    cooc = cooc_embeddings(train_seqs, len(texts), dim=cooc_dim, window=cooc_window, seed=seed) if "cooc" in source else None
+    cooc = None
+    if "cooc" in source:
+        cooc = cooc_embeddings(train_seqs, len(texts), dim=cooc_dim, window=cooc_window, seed=seed)
     if text is not None and cooc is not None:
         cold = np.linalg.norm(cooc, axis=1) == 0
         if cold.any():

@@ -23,7 +23,8 @@ def target_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.where(hit.any(axis=1), hit.argmax(axis=1), -1).astype(np.int64)
 
 
-def rec_metrics(ranked: np.ndarray, targets: np.ndarray, *, cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS) -> dict[str, float]:
+def rec_metrics(ranked: np.ndarray, targets: np.ndarray, *,
+                cutoffs: tuple[int, ...] = DEFAULT_CUTOFFS) -> dict[str, float]:
     """{"R@5", "nDCG@5", "R@10", "nDCG@10"} (for the default cutoffs) averaged over queries."""
     if len(targets) == 0:
         raise ValueError("no queries to evaluate; every user needs at least 3 interactions")

@@ -17,7 +17,7 @@ class PopularRecommender:
 
     @classmethod
     def fit(cls, train_seqs: list[np.ndarray], *, num_items: int) -> "PopularRecommender":
-        flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in train_seqs]) if train_seqs else np.zeros(0, np.int64)
+        flat = np.concatenate([np.asarray(s, dtype=np.int64) for s in train_seqs] or [np.zeros(0, np.int64)])
         return cls(np.bincount(flat, minlength=num_items))
 
     def add_items(self, n: int) -> None:

@@ -94,7 +94,8 @@ class Recommender:
                 rec.sasrec = ranker.model
                 rec.reports["sasrec"] = {"train": report.to_dict(), "seconds": time.perf_counter() - t0}
             if "generative" in modes:
-                rec._build_generative(_sample(valid, cfg.valid_users, cfg.seed), ckpt / "tiger" if ckpt else None, progress)
+                rec._build_generative(_sample(valid, cfg.valid_users, cfg.seed), ckpt / "tiger" if ckpt else None,
+                                      progress)
         finally:
             torch.set_num_threads(threads)
         return rec
@@ -166,7 +167,8 @@ class Recommender:
             index = {item: i for i, item in enumerate(self.data.item_ids)}
             unknown = [h for h in history if h not in index]
             if unknown or not history:
-                raise ValueError(f"unknown item ids {unknown[:5]} (or empty history); items look like {self.data.item_ids[:3]}")
+                raise ValueError(f"unknown item ids {unknown[:5]} (or empty history); items look like "
+                                 f"{self.data.item_ids[:3]}")
             hist = np.asarray([index[h] for h in history], dtype=np.int64)
         histories, lengths = pack_histories([hist], max_history=self.cfg.max_history)
         ranker = self.ranker(mode)

@@ -118,7 +118,8 @@ class SASRecRecommender:
         torch.manual_seed(cfg.seed)
         model = SASRec(data.num_items, max_len=cfg.max_history, dim=cfg.sasrec_dim, layers=cfg.sasrec_layers,
                        heads=cfg.sasrec_heads, dropout=cfg.sasrec_dropout)
-        inputs, targets = sequence_windows(training_windows(data, max_history=cfg.max_history)[0], max_len=cfg.max_history)
+        windows, _ = training_windows(data, max_history=cfg.max_history)
+        inputs, targets = sequence_windows(windows, max_len=cfg.max_history)
         rec = cls(model)
         bs = cfg.sasrec_batch_size
 

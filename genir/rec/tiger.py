@@ -136,7 +136,8 @@ class GenerativeRanker:
         return torch.as_tensor(np.where(known, self.user_buckets[np.where(known, users, 0)], ANONYMOUS))
 
     @torch.no_grad()
-    def search(self, histories: np.ndarray, lengths: np.ndarray, users: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, histories: np.ndarray, lengths: np.ndarray, users: np.ndarray, *,
+               k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, k) item indices (-1 where fewer than k valid IDs survive the beam) and (Q, k) log-probabilities."""
         if k > self.beam_size:
             raise ValueError(f"k={k} exceeds beam_size={self.beam_size}; raise beam_size to at least k")
@@ -147,13 +148,15 @@ class GenerativeRanker:
             n = torch.as_tensor(np.maximum(lengths[sl], 1))
             hist = self.history_codes(histories[sl, :int(n.max())], lengths[sl])
             memory, mask = self.model.encoder(hist, n, self.buckets(users[sl]))
-            res = constrained_beam_search(self.model.decoder, memory, mask, self.trie, beam_size=self.beam_size, num_return=k)
+            res = constrained_beam_search(self.model.decoder, memory, mask, self.trie, beam_size=self.beam_size,
+                                          num_return=k)
             items[sl], scores[sl] = res.doc_idx.numpy(), res.scores.numpy()
             if self.trained_items < len(self.item_codes):
                 items[sl], scores[sl] = self._with_new_items(memory, mask, items[sl], scores[sl])
         return items, scores
 
-    def _with_new_items(self, memory: Tensor, mask: Tensor, items: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _with_new_items(self, memory: Tensor, mask: Tensor, items: np.ndarray,
+                        scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Merge items added after training into the ranking (TIGER's cold-start recipe).
 
         The decoder never learnt their collision suffix, so its suffix probability means nothing; instead a
@@ -242,8 +245,9 @@ def train_tiger(model: TigerModel, ranker: GenerativeRanker, windows: list[np.nd
             buckets[rng.random(len(idx)) < USER_DROPOUT] = ANONYMOUS
             rows, pos = np.nonzero(np.arange(1, width)[None, :] < n[:, None])  # target (window row, position - 1)
             targets = items[idx[rows], pos + 1]
-            yield (ranker.history_codes(items[idx, :width - 1], n - 1), torch.as_tensor(n - 1), torch.as_tensor(buckets),
-                   torch.as_tensor(rows), torch.as_tensor(1 + per_item * (pos + 1)), ranker.item_codes[torch.as_tensor(targets)])
+            yield (ranker.history_codes(items[idx, :width - 1], n - 1), torch.as_tensor(n - 1),
+                   torch.as_tensor(buckets), torch.as_tensor(rows), torch.as_tensor(1 + per_item * (pos + 1)),
+                   ranker.item_codes[torch.as_tensor(targets)])
 
     def loss_fn(m: TigerModel, batch) -> Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):

@@ -86,10 +86,12 @@ def _save_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer,
                      fingerprint: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors, meta = _optimizer_tensors(opt)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / "last.safetensors"))
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(folder / "last.safetensors"))
     save_file(tensors, str(folder / "optimizer.safetensors"))
     tmp = folder / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps({"report": report.to_dict(), "bad_epochs": bad, "optimizer": meta, "fingerprint": fingerprint}))
+    state = {"report": report.to_dict(), "bad_epochs": bad, "optimizer": meta, "fingerprint": fingerprint}
+    tmp.write_text(json.dumps(state))
     tmp.replace(folder / STATE_FILE)  # the state file is written last: it marks a complete checkpoint
 
 
@@ -133,7 +135,8 @@ def fit(
         _load_optimizer(opt, load_file(str(folder / "optimizer.safetensors")), saved["optimizer"])
         if (folder / "best.safetensors").exists():
             best_state = load_file(str(folder / "best.safetensors"))
-        logger.info("%s: resumed after epoch %d (best %.4f at %d)", description, report.epochs, report.best_metric, report.best_epoch)
+        logger.info("%s: resumed after epoch %d (best %.4f at %d)", description, report.epochs, report.best_metric,
+                    report.best_epoch)
     done = report.stopped_early or report.epochs >= max_epochs
     while not done:
         epoch = report.epochs + 1
@@ -141,7 +144,8 @@ def fit(
         torch.manual_seed(seed * 100_003 + epoch)
         model.train()
         total, count, last_log = 0.0, 0, t0
-        for batch in track(batches(np.random.default_rng([seed, epoch])), description=f"{description} epoch {epoch}", enabled=progress):
+        epoch_batches = batches(np.random.default_rng([seed, epoch]))
+        for batch in track(epoch_batches, description=f"{description} epoch {epoch}", enabled=progress):
             loss = loss_fn(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -158,7 +162,8 @@ def fit(
             raise ValueError(f"unknown early-stopping metric {metric!r}; expected one of {sorted(scores)}")
         seconds = time.perf_counter() - t0
         report.epochs, report.seconds = epoch, report.seconds + seconds
-        report.history.append({"epoch": epoch, "loss": total / max(count, 1), "valid": scores, "seconds": round(seconds, 2)})
+        report.history.append({"epoch": epoch, "loss": total / max(count, 1), "valid": scores,
+                               "seconds": round(seconds, 2)})
         logger.info("%s epoch %d: loss %.4f valid %s (%.0fs)", description, epoch, total / max(count, 1),
                     {k: round(v, 4) for k, v in scores.items()}, seconds)
         if scores[metric] > report.best_metric:
