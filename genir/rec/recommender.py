@@ -55,6 +55,12 @@ def _sample(queries: Examples, n: int, seed: int) -> Examples:
 
 @dataclass
 class Recommender:
+    """A trained recommendation index: item table, sequences, and whichever of the MODES were built.
+
+    ``build`` trains, ``save``/``load`` persist (genir.store versioned directory), ``recommend`` serves one
+    user or history, ``evaluate`` returns the REPORT dict, ``add_items`` extends the catalogue.
+    """
+
     cfg: RecConfig
     data: Interactions  # every user's full sequence + the item table (row = item index)
     dataset: str = ""

@@ -93,7 +93,7 @@ class HistoryEncoder(nn.Module):
 
 
 class TigerModel(nn.Module):
-    """HistoryEncoder + IdDecoder; ``loss`` for training, ``memory`` for beam search."""
+    """HistoryEncoder + IdDecoder: ``loss`` for training; GenerativeRanker decodes from ``encoder`` output."""
 
     def __init__(self, vocab_sizes: Sequence[int], *, cfg) -> None:
         """vocab_sizes: decoder vocabulary per ID level (suffix included); cfg: genir.config.RecConfig."""
