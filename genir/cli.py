@@ -60,6 +60,8 @@ def index(
     generative: bool = typer.Option(True, help="build the semantic IDs and seq2seq model (off: dense + BM25 only)"),
     epochs: float = typer.Option(TrainConfig.epochs, help="seq2seq training epochs over the pair mix"),
     train_batch_size: int = typer.Option(TrainConfig.batch_size, help="seq2seq training batch size"),
+    checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, min=0,
+                                         help="training steps between checkpoints in --workdir (0 = only at the end)"),
     trainable_encoder_layers: int = typer.Option(ModelConfig.trainable_encoder_layers,
                                                  help="top MiniLM layers to fine-tune (0 = frozen, cached: CPU default)"),
     beam_size: int = typer.Option(DecodeConfig.beam_size, help="beams of the constrained search"),
@@ -96,7 +98,7 @@ def index(
         codec=CodecConfig(scheme=ids, levels=levels, codebook_size=codebook_size, seed=seed),
         generative=generative,
         model=ModelConfig(trainable_encoder_layers=trainable_encoder_layers),
-        train=TrainConfig(epochs=epochs, batch_size=train_batch_size, seed=seed),
+        train=TrainConfig(epochs=epochs, batch_size=train_batch_size, checkpoint_every=checkpoint_every, seed=seed),
         decode=DecodeConfig(beam_size=beam_size),
         seed=seed,
     )

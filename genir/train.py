@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from genir.config import TrainConfig, to_dict
 from genir.progress import progress_enabled
+from genir.store import crash_point
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ def train_model(
     if resume and ckpt_dir is not None:
         latest = latest_checkpoint(ckpt_dir)
         if latest is not None:
+            check_resumable(latest, cfg, n)
             start = load_checkpoint(latest, model, optimizer)
             logger.info("resuming from %s (step %d)", latest, start)
     net = model
@@ -206,7 +208,7 @@ def train_model(
             logger.info("step %d/%d loss %.4f", done, total, losses[-1])
         bar.update(done, loss_value)
         if ckpt_dir is not None and (done == total or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0)):
-            _save_on_rank0(info, ckpt_dir, done, model, optimizer, cfg, loss_value)
+            _save_on_rank0(info, ckpt_dir, done, model, optimizer, cfg, loss_value, n)
         if on_step is not None:
             on_step(done, loss_value)
     bar.close()
@@ -219,15 +221,17 @@ def _trained(model: nn.Module) -> dict[str, nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def _save_on_rank0(info: DistInfo, folder: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig, loss: float) -> None:
+def _save_on_rank0(info: DistInfo, folder: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer,
+                   cfg: TrainConfig, loss: float, examples: int) -> None:
     if info.rank == 0:
-        save_checkpoint(folder, step, model, opt, cfg=cfg, loss=loss)
+        save_checkpoint(folder, step, model, opt, cfg=cfg, loss=loss, examples=examples)
     if info.world_size > 1:
         dist.barrier()  # no rank runs ahead of a checkpoint it might need to resume from
 
 
 def save_checkpoint(
-    folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, *, cfg: TrainConfig, loss: float
+    folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, *, cfg: TrainConfig, loss: float,
+    examples: int | None = None,
 ) -> Path:
     """Write ``folder/step-XXXXXXXX`` atomically (temp folder + rename) and prune old checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -243,12 +247,15 @@ def save_checkpoint(
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in _trained(model).items()}, str(tmp / "model.safetensors"))
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        state = {"format": CHECKPOINT_FORMAT, "step": step, "loss": loss, "parameters": names, "train_config": to_dict(cfg)}
+        state = {"format": CHECKPOINT_FORMAT, "step": step, "loss": loss, "parameters": names, "train_config": to_dict(cfg),
+                 "examples": examples}
         (tmp / "state.json").write_text(json.dumps(state, indent=2))
+        crash_point("train.checkpoint.written")  # complete files under a temp name: resume must ignore them
         final = folder / f"step-{step:08d}"
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
+        crash_point("train.checkpoint.renamed")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -266,6 +273,27 @@ def latest_checkpoint(folder: Path) -> Path | None:
     """Newest complete checkpoint folder under ``folder`` (temp folders of interrupted writes are ignored)."""
     found = _checkpoints(Path(folder))
     return found[-1] if found else None
+
+
+# settings that may change between a run and its resumption without changing what it computes
+RESUMABLE_FIELDS = ("checkpoint_every", "keep_checkpoints")
+
+
+def check_resumable(path: Path, cfg: TrainConfig, examples: int) -> None:
+    """Refuse to resume from a checkpoint of another run: other training settings or another training set
+    would silently give a model that matches neither run."""
+    state = json.loads((Path(path) / "state.json").read_text())
+    saved, now = dict(state.get("train_config") or {}), json.loads(json.dumps(to_dict(cfg)))
+    for name in RESUMABLE_FIELDS:
+        saved.pop(name, None), now.pop(name, None)
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+        raise ValueError(f"cannot resume from {path}: training settings differ ({diffs}); "
+                         "use the same settings or another --workdir")
+    if state.get("examples") is not None and state["examples"] != examples:
+        raise ValueError(f"cannot resume from {path}: it trained on {state['examples']} examples, this run has "
+                         f"{examples} (other documents or queries); use another --workdir")
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> int:
