@@ -42,6 +42,25 @@ def machine(threads: int) -> dict:
             "load_average_1m_at_end": round(os.getloadavg()[0], 2)}  # shared CPUs: wall times vary
 
 
+def training_summary(reports: dict) -> dict:
+    """Per mode: epochs, best epoch, training seconds summed over every epoch (a run resumed from a checkpoint
+    counts the epochs before the resume too; `seconds_this_run` is only this process's share) and the
+    validation curve with each epoch's seconds."""
+    training = {}
+    for mode, rep in reports.items():
+        train = rep["train"]
+        training[mode] = {"train_seconds": round(train["seconds"], 1), "seconds_this_run": round(rep["seconds"], 1),
+                          "epochs": train["epochs"], "best_epoch": train["best_epoch"],
+                          "stopped_early": train["stopped_early"],
+                          "valid_curve": [{"epoch": h["epoch"], "seconds": h.get("seconds"), **h["valid"]}
+                                          for h in train["history"]]}
+        if mode == "generative":
+            training[mode].update({"item_embedding": rep["item_embedding"], "codec": rep["codec"],
+                                   "embed_seconds": round(rep["embed_seconds"], 1),
+                                   "codec_seconds": round(rep["codec_seconds"], 1)})
+    return training
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """--set key=value (python literals) -> RecConfig field overrides."""
     from genir.config import RecConfig
@@ -87,16 +106,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     reports = {split: rec.evaluate(split) for split in ("valid", "test")}
-    training = {}
-    for mode, rep in rec.reports.items():
-        train = rep["train"]
-        training[mode] = {"seconds": round(rep["seconds"], 1), "epochs": train["epochs"], "best_epoch": train["best_epoch"],
-                          "stopped_early": train["stopped_early"],
-                          "valid_curve": [{"epoch": h["epoch"], **h["valid"]} for h in train["history"]]}
-        if mode == "generative":
-            training[mode].update({"item_embedding": rep["item_embedding"], "codec": rep["codec"],
-                                   "embed_seconds": round(rep["embed_seconds"], 1),
-                                   "codec_seconds": round(rep["codec_seconds"], 1)})
+    training = training_summary(rec.reports)
     doc = {"dataset": args.dataset, "protocol": "leave-one-out, full ranking, no filtering of seen items, "
            "history capped at max_history", "test": reports["test"], "valid": reports["valid"], "training": training,
            "build_seconds": round(build_seconds, 1), "anchors": ANCHORS[args.dataset], "config": to_dict(cfg),

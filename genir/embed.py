@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from genir.config import EmbedConfig
-from genir.progress import progress_enabled
+from genir.progress import progress_enabled, quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ def _load(name: str, device: str, max_seq_length: int):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(resolve_model_path(name), device=device)
+    with quiet_transformers(progress_enabled()):
+        model = SentenceTransformer(resolve_model_path(name), device=device)
     model.max_seq_length = max_seq_length
     return model
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genir.config import ModelConfig
+from genir.progress import quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -228,18 +229,10 @@ class TextEncoder(nn.Module):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local; never reach for the hub
         from transformers import AutoModel, AutoTokenizer
 
-        from transformers.utils import logging as hf_logging
-
         path = encoder_path(name)
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the unused pooler's load report is noise here
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet_transformers():
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
             self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            hf_logging.enable_progress_bar()
         n_layers = self.bert.config.num_hidden_layers
         if not 0 <= trainable_layers <= n_layers:
             raise ValueError(f"trainable_layers must be in 0..{n_layers}; got {trainable_layers}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -26,3 +27,21 @@ def track(items: Iterable[T], *, description: str, total: int | None = None, ena
     from rich.progress import track as rich_track
 
     yield from rich_track(items, description=description, total=total, transient=True)
+
+
+@contextmanager
+def quiet_transformers(progress: bool = False) -> Iterator[None]:
+    """Load Hugging Face weights without the load report (e.g. the unused pooler) and, unless ``progress``,
+    without transformers' "Loading weights" bar, which ignores GENIR_PROGRESS otherwise."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    if not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if not progress:
+            hf_logging.enable_progress_bar()
