@@ -116,7 +116,7 @@ class RecConfig:
     lr_decay: float = 0.5  # learning rate multiplier after each epoch without validation improvement (1 = constant)
     batch_size: int = 256  # training examples per step (generative model)
     max_epochs: int = 100  # upper bound on epochs (early stopping usually ends sooner)
-    patience: int = 4  # epochs without validation improvement before stopping
+    patience: int = 6  # epochs without validation improvement before stopping (4 stopped Beauty at epoch 15 on noise)
     early_stop_metric: str = "nDCG@10"  # validation metric watched for early stopping and best checkpoint
     valid_users: int = 5000  # validation users sampled (seeded) for the generative model's early stopping (0 = all)
     beam_size: int = 20  # constrained beam width (>= 10 so the top 10 is a real ranking)

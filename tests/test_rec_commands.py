@@ -71,3 +71,18 @@ def test_resume_refuses_a_different_run(folder, tmp_path):
     with pytest.raises(ValueError, match="different run"):
         commands.index(folder, out=tmp_path / "b", config=replace(CFG, sasrec_dim=8), modes=["sasrec"],
                        checkpoint_dir=tmp_path / "ck")
+
+
+def test_resume_with_more_patience_trains_on(folder, tmp_path):
+    from dataclasses import replace
+
+    # patience 0 stops after the first epoch; resuming with more patience continues from there
+    first = commands.index(folder, out=tmp_path / "a", config=replace(CFG, patience=0), modes=["sasrec"],
+                           checkpoint_dir=tmp_path / "ck")
+    train = first["reports"]["sasrec"]["train"]
+    assert train["epochs"] == 1 and train["stopped_early"]
+    more = commands.index(folder, out=tmp_path / "b", config=replace(CFG, patience=100, max_epochs=2),
+                          modes=["sasrec"], checkpoint_dir=tmp_path / "ck")
+    history = more["reports"]["sasrec"]["train"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and history[:1] == train["history"]
+    assert not more["reports"]["sasrec"]["train"]["stopped_early"]

@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "train_state.json"
 
 
-# config fields a resumed run may change: they decide how long to train, not what is trained
+# config fields a resumed run may change: they decide how long to train, not what an epoch trains; a resumed
+# run that raises patience or max_epochs trains on (changing this tuple changes every checkpoint's fingerprint)
 RESUMABLE = ("max_epochs", "patience", "threads")
 
 
@@ -137,6 +138,7 @@ def fit(
             best_state = load_file(str(folder / "best.safetensors"))
         logger.info("%s: resumed after epoch %d (best %.4f at %d)", description, report.epochs, report.best_metric,
                     report.best_epoch)
+    report.stopped_early = report.epochs > 0 and bad >= patience  # judged with this run's patience
     done = report.stopped_early or report.epochs >= max_epochs
     while not done:
         epoch = report.epochs + 1
