@@ -61,6 +61,36 @@ def training_summary(reports: dict) -> dict:
     return training
 
 
+def plot(doc: dict, path: Path) -> None:
+    """Validation nDCG@10 per epoch for each trained model, and test R@10 / nDCG@10 per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (curve, bars) = plt.subplots(1, 2, figsize=(11, 4))
+    for mode, train in doc["training"].items():
+        epochs = [h["epoch"] for h in train["valid_curve"]]
+        sample = doc["config"]["valid_users"] if mode == "generative" else 0
+        label = f"{mode} ({sample:,}-user sample)" if sample else f"{mode} (all users)"
+        curve.plot(epochs, [h["nDCG@10"] for h in train["valid_curve"]], marker=".", label=label)
+    curve.set(xlabel="epoch", ylabel="validation nDCG@10", title=f"{doc['dataset']}: early-stopping curve")
+    curve.legend()
+    rows = doc["test"]["results"]
+    for j, metric in enumerate(("R@10", "nDCG@10")):
+        bars.bar([i + 0.4 * j for i in range(len(rows))], [r["metrics"][metric] for r in rows], width=0.4, label=metric)
+    for name, anchor in doc["anchors"].items():
+        if name == "TIGER":
+            bars.axhline(anchor["R@10"], ls="--", lw=1, color="C0", label="TIGER paper R@10")
+            bars.axhline(anchor["nDCG@10"], ls=":", lw=1, color="C1", label="TIGER paper nDCG@10")
+    bars.set_xticks([i + 0.2 for i in range(len(rows))], [r["mode"] for r in rows])
+    bars.set(title=f"{doc['dataset']}: test split, same run")
+    bars.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """--set key=value (python literals) -> RecConfig field overrides."""
     from genir.config import RecConfig
@@ -87,7 +117,12 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--index", type=Path, default=None)
+    ap.add_argument("--plot-only", action="store_true", help="redraw the plot of an existing --out JSON")
     args = ap.parse_args()
+    if args.plot_only:
+        out = args.out or ROOT / "eval" / "results" / f"rec-{args.dataset}.json"
+        plot(json.loads(out.read_text()), out.with_suffix(".png"))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     from genir.config import RecConfig, to_dict
@@ -113,6 +148,7 @@ def main() -> None:
            "machine": machine(args.threads), "command": " ".join(["python", *sys.argv])}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
+    plot(doc, out.with_suffix(".png"))
     for split in ("valid", "test"):
         for row in reports[split]["results"]:
             print(split, row["mode"], {k: round(v, 4) for k, v in row["metrics"].items()},
