@@ -93,6 +93,7 @@ def gated(
     k: int = 10,
     k_rrf: int = 60,
     weights: Sequence[float] = (1.0, 1.0),
+    unseen: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Confidence-gated fusion -> (doc_idx (n, k), scores (n, k), path (n,) str).
 
@@ -103,6 +104,8 @@ def gated(
     probability is >= high; with ``margin``, the top beam), then the fused ranking.
     Scores order each row; their scale is the fallback's on "dense" rows and RRF's (plus 1 + probability
     for the leading documents) otherwise.
+    ``unseen`` (bool per doc_idx): documents added after training, which the model cannot generate. Where the
+    fallback ranks one of them first, it goes second in a "fused" or "generative" row (after the top document).
     """
     if low > high:
         raise ValueError(f"gate thresholds need low <= high; got low={low}, high={high}")
@@ -120,7 +123,22 @@ def gated(
     conds = [(path == "dense")[:, None], (path == "fused")[:, None]]
     docs = np.select(conds, [fb_docs, fu_docs], gen_docs)
     scores = np.select(conds, [fb_scores, fu_scores], gen_scores)
+    if unseen is not None and unseen.any() and k > 1:
+        _second_for_unseen(docs, scores, fb_docs[:, 0], unseen, path != "dense")
     return docs, scores.astype(np.float32), path
+
+
+def _second_for_unseen(docs: np.ndarray, scores: np.ndarray, top: np.ndarray, unseen: np.ndarray,
+                       rows: np.ndarray) -> None:
+    """In place: for each row in ``rows`` whose fallback top document is unseen by the model and absent
+    from positions 0-1, move it to position 1 (score halfway between positions 0 and 1)."""
+    hit = rows & (top >= 0) & unseen[np.maximum(top, 0)] & (docs[:, 0] != top) & (docs[:, 1] != top)
+    for r in np.flatnonzero(hit):
+        rest = [(d, s) for d, s in zip(docs[r, 1:], scores[r, 1:]) if d != top[r]]
+        mid = (scores[r, 0] + scores[r, 1]) / 2 if np.isfinite(scores[r, 1]) else scores[r, 0] - 1.0
+        new = [(top[r], mid)] + rest
+        docs[r, 1:] = [d for d, _ in new[: docs.shape[1] - 1]]
+        scores[r, 1:] = [s for _, s in new[: docs.shape[1] - 1]]
 
 
 def prefix_then_dense(
@@ -156,8 +174,10 @@ def prefix_then_dense(
     return _aggregate(docs, scores, k, reduce="max")
 
 
-def apply(cfg: HybridConfig, rankings: dict[str, Ranking], *, k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fuse ``rankings`` ("generative", "dense", optional "bm25") as ``cfg`` says -> (doc_idx, scores, path)."""
+def apply(cfg: HybridConfig, rankings: dict[str, Ranking], *, k: int = 10,
+          unseen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fuse ``rankings`` ("generative", "dense", optional "bm25") as ``cfg`` says -> (doc_idx, scores, path);
+    ``unseen`` marks documents added after training (see ``gated``)."""
     gen, dense, bm25 = rankings["generative"], rankings["dense"], rankings.get("bm25")
     n = len(gen[0])
     if cfg.method == "rrf":
@@ -172,7 +192,7 @@ def apply(cfg: HybridConfig, rankings: dict[str, Ranking], *, k: int = 10) -> tu
             [dense, bm25], k_rrf=cfg.k_rrf, weights=[cfg.weight_dense, cfg.weight_bm25], k=max(k, dense[0].shape[1])
         )
         return gated(gen, fallback, low=cfg.gate_low, high=cfg.gate_high, signal=cfg.gate_signal, k=k, k_rrf=cfg.k_rrf,
-                     weights=(cfg.weight_generative, 1.0))
+                     weights=(cfg.weight_generative, 1.0), unseen=unseen)
     raise ValueError(f"method {cfg.method!r} cannot be applied to rankings alone; expected one of {TUNABLE} "
                      "(prefix_dense needs prefix_then_dense with the embeddings)")
 

@@ -232,7 +232,7 @@ class GenerativeIndex:
         from genir import hybrid
 
         if cfg.method != "prefix_dense":
-            return hybrid.apply(cfg, rankings, k=k)
+            return hybrid.apply(cfg, rankings, k=k, unseen=self.semantic.unseen())
         nodes, _ = self.semantic.retriever.search_prefixes(queries, level=cfg.prefix_level,
                                                           beam_size=self.cfg.decode.beam_size)
         trie = self.semantic.trie

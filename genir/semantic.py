@@ -76,7 +76,7 @@ class SemanticLayer:
                                               train_cfg=cfg.train, device=device, workdir=workdir, resume=resume,
                                               progress=progress)
         timings["train"] = time.perf_counter() - t
-        meta = {"codec_stats": stats, "build_seconds": timings, "train_queries": len(q_texts)}
+        meta = {"codec_stats": stats, "build_seconds": timings, "train_queries": len(q_texts), "trained_docs": len(ids)}
         if retriever.train_result is not None:
             meta["train"] = {k: v for k, v in vars(retriever.train_result).items() if isinstance(v, (int, float, str))}
         return cls(codec, ids, trie, retriever, cfg.hybrid, meta)
@@ -87,6 +87,12 @@ class SemanticLayer:
         new_ids = add_suffix(self.codec.encode(emb), existing=self.ids)
         self.trie.add(new_ids, new_idx)
         self.ids = np.concatenate([self.ids, new_ids])
+
+    def unseen(self) -> np.ndarray:
+        """Per doc_idx: True for documents added after the model was trained (it never saw their IDs)."""
+        mask = np.zeros(len(self.ids), dtype=bool)
+        mask[int(self.meta.get("trained_docs", len(self.ids))):] = True
+        return mask
 
     def remove(self, idx: np.ndarray) -> None:
         self.trie.remove(idx)
@@ -107,10 +113,11 @@ class SemanticLayer:
     def load(cls, folder: Path, *, device: str = "auto") -> "SemanticLayer":
         folder = Path(folder)
         trie = IdTrie.load(folder / "trie")
-        return cls(load_codec(folder / "codec"), np.load(folder / "ids.npy", allow_pickle=False), trie,
-                   GenerativeRetriever.load(folder / "model", trie, device=device),
-                   from_dict(HybridConfig, json.loads((folder / "hybrid.json").read_text())),
-                   json.loads((folder / "semantic.json").read_text()))
+        ids = np.load(folder / "ids.npy", allow_pickle=False)
+        meta = json.loads((folder / "semantic.json").read_text())
+        meta.setdefault("trained_docs", len(ids))  # indexes written before the field: every row counts as trained
+        return cls(load_codec(folder / "codec"), ids, trie, GenerativeRetriever.load(folder / "model", trie, device=device),
+                   from_dict(HybridConfig, json.loads((folder / "hybrid.json").read_text())), meta)
 
 
 def _stats_line(stats: dict) -> str:

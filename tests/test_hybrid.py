@@ -76,6 +76,25 @@ def test_gated_paths_by_hand():
         gated(GEN, DENSE, low=0.6, high=0.5)
 
 
+def test_gated_places_an_unseen_fallback_top_second():
+    # doc 1 tops the fallback for every query and was added after training (the model cannot generate it)
+    unseen = np.zeros(10, dtype=bool)
+    unseen[1] = True
+    d, s, path = gated(GEN, DENSE, low=0.1, high=0.5, k=3, k_rrf=1, unseen=unseen)
+    assert path.tolist() == ["generative", "fused", "dense"]
+    np.testing.assert_array_equal(d[0], [8, 1, 7])  # was [8, 7, 1]: 1 moves up to second
+    np.testing.assert_array_equal(d[1], [7, 1, 9])  # already second: unchanged
+    np.testing.assert_array_equal(d[2], [1, 7, 2])  # dense path: the fallback's own order
+    assert np.all(np.diff(s, axis=1) <= 0)
+    # the same through apply(); and nothing moves when the unseen document is not the fallback's top
+    cfg = HybridConfig(method="gated", gate_low=0.1, gate_high=0.5, k_rrf=1)
+    np.testing.assert_array_equal(apply(cfg, {"generative": GEN, "dense": DENSE}, k=3, unseen=unseen)[0], d)
+    unseen[:] = False
+    unseen[2] = True
+    np.testing.assert_array_equal(gated(GEN, DENSE, low=0.1, high=0.5, k=3, k_rrf=1, unseen=unseen)[0],
+                                  gated(GEN, DENSE, low=0.1, high=0.5, k=3, k_rrf=1)[0])
+
+
 def test_prefix_then_dense_by_hand():
     doc_emb = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.8, 0.6], [-1, 0]], dtype=np.float32)
     q = np.array([[1.0, 0.0]], dtype=np.float32)  # cosines: 1, 0, .6, .8, -1

@@ -69,6 +69,9 @@ def test_add_is_decodable_without_retraining(gen_index, tmp_path):
     assert idx.semantic.trie.lookup(code[None])[0] == row
     assert len({tuple(c) for c in idx.semantic.ids.tolist()}) == len(idx.semantic.ids), "IDs stay unique"
     assert "zoo-1" in {h.doc_id for h in idx.search(["zebra giraffe savanna"], k=3, mode="hybrid")[0]}
+    assert idx.semantic.unseen().tolist() == [False] * row + [True]  # added after training: the gate knows
+    idx.save(tmp_path / "idx")
+    assert GenerativeIndex.load(tmp_path / "idx", device="cpu").semantic.unseen()[row]
     idx.remove(["zoo-1"])
     assert idx.semantic.trie.lookup(code[None])[0] == -1
     for mode in MODES:
