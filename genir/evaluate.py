@@ -11,7 +11,7 @@ import numpy as np
 import genir
 from genir.config import to_dict
 from genir.data.types import Qrels, Queries
-from genir.metrics import DEFAULT_MEASURES, evaluate, run_from_arrays, write_trec_run
+from genir.metrics import DEFAULT_MEASURES, evaluate_order, run_from_arrays, write_trec_run
 from genir.progress import track
 
 logger = logging.getLogger(__name__)
@@ -46,18 +46,16 @@ def evaluate_index(index, queries: Queries, qrels: Qrels, *, modes: Sequence[str
     results = []
     for mode in modes:
         idx, scores, paths, seconds = run_mode(index, queries, mode, k=k, batch_size=batch_size, progress=progress)
-        run = run_from_arrays(queries.query_ids, idx, scores, doc_ids)
-        # Score the order users get: trec_eval re-sorts equal scores by doc id, and fusion ties often.
-        by_position = np.broadcast_to(-np.arange(idx.shape[1], dtype=np.float64), idx.shape)
         entry = {
             "mode": mode,
-            "metrics": evaluate(run_from_arrays(queries.query_ids, idx, by_position, doc_ids), qrels, measures),
+            "metrics": evaluate_order(queries.query_ids, idx, doc_ids, qrels, measures),
             "queries_per_second": len(queries) / max(seconds, 1e-9),
         }
         if any(p != mode for p in paths):
             entry["paths"] = {p: paths.count(p) for p in sorted(set(paths))}
         results.append(entry)
         if run_dir is not None:
+            run = run_from_arrays(queries.query_ids, idx, scores, doc_ids)  # the real scores, for other tools
             write_trec_run(run, Path(run_dir) / f"{dataset}-{split}-{mode}.trec", tag=f"genir-{mode}")
         logger.info("%s: %s", mode, entry["metrics"])
     return {

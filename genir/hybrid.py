@@ -133,12 +133,16 @@ def _second_for_unseen(docs: np.ndarray, scores: np.ndarray, top: np.ndarray, un
     """In place: for each row in ``rows`` whose fallback top document is unseen by the model and absent
     from positions 0-1, move it to position 1 (score halfway between positions 0 and 1)."""
     hit = rows & (top >= 0) & unseen[np.maximum(top, 0)] & (docs[:, 0] != top) & (docs[:, 1] != top)
-    for r in np.flatnonzero(hit):
-        rest = [(d, s) for d, s in zip(docs[r, 1:], scores[r, 1:]) if d != top[r]]
-        mid = (scores[r, 0] + scores[r, 1]) / 2 if np.isfinite(scores[r, 1]) else scores[r, 0] - 1.0
-        new = [(top[r], mid)] + rest
-        docs[r, 1:] = [d for d, _ in new[: docs.shape[1] - 1]]
-        scores[r, 1:] = [s for _, s in new[: docs.shape[1] - 1]]
+    if not hit.any():
+        return
+    d, s, t = docs[hit], scores[hit], top[hit]
+    # the tail (positions 1..) without t, in order; its last column is t or the old last entry, both dropped
+    order = np.argsort(d[:, 1:] == t[:, None], axis=1, kind="stable")
+    tail_d = np.take_along_axis(d[:, 1:], order, axis=1)[:, :-1]
+    tail_s = np.take_along_axis(s[:, 1:], order, axis=1)[:, :-1]
+    mid = np.where(np.isfinite(s[:, 1]), (s[:, 0] + s[:, 1]) / 2, s[:, 0] - 1.0)
+    docs[hit, 1:] = np.column_stack([t, tail_d])
+    scores[hit, 1:] = np.column_stack([mid, tail_s])
 
 
 def prefix_then_dense(
@@ -206,13 +210,14 @@ def tune(
     methods: Sequence[str] = TUNABLE,
     k: int = 10,
     base: HybridConfig = HybridConfig(),
+    unseen: np.ndarray | None = None,
 ) -> HybridConfig:
     """Grid-search method, weights and thresholds for nDCG@10 on DEV rankings + qrels (genir Qrels).
 
-    ``rankings`` as in ``apply``, computed on the development split only. Returns ``base`` with the best
-    settings and their ``dev_ndcg10``; ties keep the earlier (simpler) candidate.
+    ``rankings`` and ``unseen`` as in ``apply``, computed on the development split only. Returns ``base``
+    with the best settings and their ``dev_ndcg10``; ties keep the earlier (simpler) candidate.
     """
-    from genir.metrics import evaluate, run_from_arrays
+    from genir.metrics import evaluate_order
 
     unknown = sorted(set(methods) - set(TUNABLE))
     if unknown:
@@ -236,10 +241,8 @@ def tune(
                                         weight_generative=wg, weight_bm25=wb))
     best, best_score = base, -1.0
     for cfg in grid:
-        d, _, _ = apply(cfg, rankings, k=k)
-        # score by position: trec_eval would re-break our ties by doc id, evaluating a different order
-        by_rank = np.broadcast_to(-np.arange(k, dtype=np.float64), d.shape)
-        score = evaluate(run_from_arrays(query_ids, d, by_rank, doc_ids), qrels, ("nDCG@10",))["nDCG@10"]
+        d, _, _ = apply(cfg, rankings, k=k, unseen=unseen)
+        score = evaluate_order(query_ids, d, doc_ids, qrels, ("nDCG@10",))["nDCG@10"]
         if score > best_score + 1e-12:
             best, best_score = cfg, score
     return replace(best, dev_ndcg10=float(best_score))

@@ -251,20 +251,20 @@ class GenerativeIndex:
         import itertools
 
         from genir import hybrid
-        from genir.metrics import evaluate, run_from_arrays
+        from genir.metrics import evaluate_order
 
         check_mode("hybrid", self.modes)
         texts, qids = queries.texts, queries.query_ids
         q_emb = self.embedder.encode(texts)
         rankings = self._fusion_inputs(texts, q_emb, self._generate(texts), k)
-        best = hybrid.tune(rankings, qrels, qids, self._doc_ids, k=k, base=self.cfg.hybrid)
+        best = hybrid.tune(rankings, qrels, qids, self._doc_ids, k=k, base=self.cfg.hybrid,
+                           unseen=self.semantic.unseen())
         candidates = {f"{best.method} (best of grid)": best.dev_ndcg10}
-        by_position = np.broadcast_to(-np.arange(k, dtype=np.float64), (len(qids), k))
         for level, bonus in itertools.product(range(1, self.semantic.trie.num_levels), (0.1, 3.0)):
             # bonus 3.0: prefix documents strictly first (hard GDR); 0.1: a nudge inside the dense ranking
             cfg = dataclasses.replace(self.cfg.hybrid, method="prefix_dense", prefix_level=level, prefix_bonus=bonus)
             idx, _, _ = self._fuse(cfg, texts, q_emb, rankings, k)
-            score = evaluate(run_from_arrays(qids, idx, by_position, self._doc_ids), qrels, ("nDCG@10",))["nDCG@10"]
+            score = evaluate_order(qids, idx, self._doc_ids, qrels, ("nDCG@10",))["nDCG@10"]
             candidates[f"prefix_dense level {level} bonus {bonus}"] = score
             if score > best.dev_ndcg10 + 1e-12:
                 best = dataclasses.replace(cfg, dev_ndcg10=score)

@@ -30,6 +30,14 @@ def parse_measures(names: Iterable[str]) -> list:
     return out
 
 
+def evaluate_order(query_ids: Sequence[str], doc_idx: np.ndarray, doc_ids: Sequence[str], qrels: Qrels,
+                   measures: Sequence[str] = DEFAULT_MEASURES) -> dict[str, float]:
+    """Measures of the ranked rows as returned (position = rank). Scoring the raw scores instead would let
+    trec_eval re-sort equal scores by doc id, and fusion ties often, so it would grade another order."""
+    by_position = np.broadcast_to(-np.arange(doc_idx.shape[1], dtype=np.float64), doc_idx.shape)
+    return evaluate(run_from_arrays(query_ids, doc_idx, by_position, doc_ids), qrels, measures)
+
+
 def run_from_arrays(query_ids: Sequence[str], doc_idx: np.ndarray, scores: np.ndarray, doc_ids: Sequence[str]) -> Run:
     """(q, k) doc_idx/scores arrays (-1 = empty slot) -> Run dict."""
     run: Run = {}

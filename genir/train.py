@@ -166,8 +166,7 @@ def train_model(
     if resume and ckpt_dir is not None:
         latest = latest_checkpoint(ckpt_dir)
         if latest is not None:
-            check_resumable(latest, cfg, n)
-            start = load_checkpoint(latest, model, optimizer)
+            start = load_checkpoint(latest, model, optimizer, cfg=cfg, examples=n)
             logger.info("resuming from %s (step %d)", latest, start)
     net = model
     if info.world_size > 1:
@@ -279,10 +278,9 @@ def latest_checkpoint(folder: Path) -> Path | None:
 RESUMABLE_FIELDS = ("checkpoint_every", "keep_checkpoints")
 
 
-def check_resumable(path: Path, cfg: TrainConfig, examples: int) -> None:
+def _check_resumable(path: Path, state: dict, cfg: TrainConfig, examples: int | None) -> None:
     """Refuse to resume from a checkpoint of another run: other training settings or another training set
     would silently give a model that matches neither run."""
-    state = json.loads((Path(path) / "state.json").read_text())
     saved, now = dict(state.get("train_config") or {}), json.loads(json.dumps(to_dict(cfg)))
     for name in RESUMABLE_FIELDS:
         saved.pop(name, None), now.pop(name, None)
@@ -291,16 +289,20 @@ def check_resumable(path: Path, cfg: TrainConfig, examples: int) -> None:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
         raise ValueError(f"cannot resume from {path}: training settings differ ({diffs}); "
                          "use the same settings or another --workdir")
-    if state.get("examples") is not None and state["examples"] != examples:
+    if None not in (state.get("examples"), examples) and state["examples"] != examples:
         raise ValueError(f"cannot resume from {path}: it trained on {state['examples']} examples, this run has "
                          f"{examples} (other documents or queries); use another --workdir")
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> int:
-    """Load weights (and optimizer moments) from a checkpoint folder; returns its step."""
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
+                    cfg: TrainConfig | None = None, examples: int | None = None) -> int:
+    """Load weights (and optimizer moments) from a checkpoint folder; returns its step. With ``cfg`` (a
+    resume), a checkpoint of other training settings, or of another number of ``examples``, is refused."""
     state = json.loads((path / "state.json").read_text())
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} has checkpoint format {state.get('format')}; expected {CHECKPOINT_FORMAT}")
+    if cfg is not None:
+        _check_resumable(path, state, cfg, examples)
     params = _trained(model)
     if list(params) != state["parameters"]:
         missing = sorted(set(state["parameters"]) ^ set(params))[:5]

@@ -8,32 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from genir import store
 from genir.train import latest_checkpoint
 from tests.synthetic import synthetic_corpus
 
-# a small generative index: 2 x 4 codes, a few dozen training steps, a checkpoint every 3 steps
+# a small generative index: 2 x 4 codes, 10 training steps, a checkpoint every 3 steps
 TINY = ["--ids", "rqkmeans", "--levels", "2", "--codebook-size", "4", "--epochs", "1", "--train-batch-size", "32",
         "--checkpoint-every", "3", "--device", "cpu", "--tune-split", "", "--no-verbose"]
 
 
-def _dataset(folder: Path) -> Path:
+def _dataset(write_beir) -> Path:
+    """A BEIR folder: the synthetic corpus, one query per document (its first words) judged on it."""
     corpus = synthetic_corpus(per_topic=8)
-    folder.mkdir()
     ids = corpus.doc_ids
     titles, texts = corpus.table.column("title").to_pylist(), corpus.table.column("text").to_pylist()
-    with open(folder / "corpus.jsonl", "w") as f:
-        for i, t, x in zip(ids, titles, texts):
-            f.write(json.dumps({"_id": i, "title": t, "text": x}) + "\n")
-    with open(folder / "queries.jsonl", "w") as f:
-        for n, x in enumerate(texts):
-            f.write(json.dumps({"_id": f"q{n}", "text": " ".join(x.split()[:5])}) + "\n")
-    (folder / "qrels").mkdir()
-    (folder / "qrels" / "train.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q{n}\t{i}\t1\n" for n, i in enumerate(ids)))
-    return folder
+    return write_beir("data", corpus=[{"_id": i, "title": t, "text": x} for i, t, x in zip(ids, titles, texts)],
+                      queries=[{"_id": f"q{n}", "text": " ".join(x.split()[:5])} for n, x in enumerate(texts)],
+                      qrels={"train": [(f"q{n}", i, 1) for n, i in enumerate(ids)]})
 
 
 def _genir(args: list[str], **env: str) -> subprocess.CompletedProcess:
@@ -60,8 +51,8 @@ def _metrics(index_dir: Path, data: Path, out: Path) -> list:
     return [(row["mode"], row["metrics"]) for row in json.loads(out.read_text())["results"]]
 
 
-def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(tmp_path):
-    data = _dataset(tmp_path / "data")
+def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(tmp_path, write_beir):
+    data = _dataset(write_beir)
     log = tmp_path / "points.log"
     a = _genir(["index", str(data), "--out", str(tmp_path / "a"), "--workdir", str(tmp_path / "wa"), *TINY],
                GENIR_CRASH_LOG=str(log))
@@ -93,8 +84,8 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(tmp_path):
     assert any(m["nDCG@10"] > 0 for _, m in metrics_a)
 
 
-def test_resume_refuses_checkpoints_of_other_settings(tmp_path):
-    data = _dataset(tmp_path / "data")
+def test_resume_refuses_checkpoints_of_other_settings(tmp_path, write_beir):
+    data = _dataset(write_beir)
     first = _genir(["index", str(data), "--out", str(tmp_path / "a"), "--workdir", str(tmp_path / "w"), *TINY])
     assert first.returncode == 0, first.stderr[-2000:]
     before = store.verify(tmp_path / "a")
