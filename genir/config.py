@@ -105,6 +105,8 @@ class RecConfig:
     user_buckets: int = 2000  # hashed user-id token buckets (TIGER used 2,000)
     # encoder tokens: "items" = one per history item (sum of its ID-level embeddings); "codes" = one per level (TIGER, 3x CPU)
     history_tokens: str = "items"
+    # history tokens also get a learned embedding of the item itself (items trained on; later items: codes only)
+    history_item_embedding: bool = False
     d_model: int = 128  # width of history encoder and ID decoder (TIGER: 128)
     encoder_layers: int = 4  # history encoder layers (TIGER: 4)
     decoder_layers: int = 4  # ID decoder layers (TIGER: 4)
@@ -113,7 +115,9 @@ class RecConfig:
     dropout: float = 0.2  # dropout in encoder and decoder (0.2 beat 0.1 on Beauty validation)
     lr: float = 1e-3  # AdamW learning rate (generative model)
     weight_decay: float = 0.0  # AdamW weight decay (generative model)
-    lr_decay: float = 0.5  # learning rate multiplier after each epoch without validation improvement (1 = constant)
+    # learning-rate multiplier after each epoch without validation improvement (1 = constant); 0.8 beat 0.5 on
+    # Beauty validation (nDCG@10 0.0469 vs 0.0409: 0.5 anneals too fast and stops early)
+    lr_decay: float = 0.8
     batch_size: int = 256  # training examples per step (generative model)
     max_epochs: int = 100  # upper bound on epochs (early stopping usually ends sooner)
     patience: int = 6  # epochs without validation improvement before stopping (4 stopped Beauty at epoch 15 on noise)
@@ -127,6 +131,7 @@ class RecConfig:
     sasrec_dropout: float = 0.3  # SASRec dropout (high: Amazon 5-core data is sparse)
     sasrec_lr: float = 3e-3  # SASRec AdamW learning rate
     sasrec_batch_size: int = 256  # SASRec sequence windows per step
+    sasrec_lr_decay: float = 0.5  # SASRec learning-rate multiplier after each epoch without validation improvement
     threads: int = 1  # torch CPU threads while training and evaluating
     seed: int = 0  # seed for sampling, initialisation and dropout
 

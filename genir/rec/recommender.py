@@ -121,7 +121,7 @@ class Recommender:
         logger.info("semantic IDs from %s: collisions %.3f, largest group %d", source, stats["collision_share"],
                     stats["largest_collision"])
         torch.manual_seed(cfg.seed)
-        self.tiger = TigerModel(self._vocab_sizes(), cfg=cfg)
+        self.tiger = TigerModel(self._vocab_sizes(), cfg=cfg, num_items=self.trained_items)
         windows, owners = training_windows(self.data, max_history=cfg.max_history)
         buckets = self._user_buckets(self.data.user_ids)[owners]
         t2 = time.perf_counter()
@@ -305,7 +305,7 @@ class Recommender:
             rec.item_codes = np.asarray(items.column("codes").to_pylist(), dtype=np.int64)
             arrays = load_np(str(folder / "item_vectors.safetensors"))
             rec.vectors = item_vectors.ItemVectors(manifest["item_source"], arrays.get("text"), arrays.get("cooc"))
-            rec.tiger = TigerModel(manifest["vocab_sizes"], cfg=cfg)
+            rec.tiger = TigerModel(manifest["vocab_sizes"], cfg=cfg, num_items=rec.trained_items)
             rec.tiger.load_state_dict(load_torch(str(folder / "tiger.safetensors")))
             rec.tiger.eval()
         return rec

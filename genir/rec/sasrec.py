@@ -110,7 +110,7 @@ class SASRecRecommender:
               resume: bool = True, progress: bool | None = None):
         """Fit on the training parts with early stopping on ``valid``; returns (recommender, TrainReport).
 
-        cfg: genir.config.RecConfig (the sasrec_* fields, max_history, patience, seed, early_stop_metric).
+        cfg: genir.config.RecConfig (the sasrec_* fields, max_history, max_epochs, patience, seed, early_stop_metric).
         """
         from genir.rec.evaluate import evaluate_ranker
         from genir.rec.training import fingerprint_of, fit
@@ -135,7 +135,8 @@ class SASRecRecommender:
             return F.cross_entropy(m.logits(m.hidden(inp)[keep], fast=True), tgt[keep] - 1)
 
         report = fit(model, batches=batches, loss_fn=loss_fn, validate=lambda: evaluate_ranker(rec, valid),
-                     metric=cfg.early_stop_metric, lr=cfg.sasrec_lr, lr_decay=cfg.lr_decay, max_epochs=cfg.max_epochs,
-                     patience=cfg.patience, seed=cfg.seed, checkpoint_dir=checkpoint_dir, resume=resume,
-                     progress=progress, description="sasrec", fingerprint=fingerprint_of(cfg, inputs, targets))
+                     metric=cfg.early_stop_metric, lr=cfg.sasrec_lr, lr_decay=cfg.sasrec_lr_decay,
+                     max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed,
+                     checkpoint_dir=checkpoint_dir, resume=resume, progress=progress, description="sasrec",
+                     fingerprint=fingerprint_of(cfg, inputs, targets, model="sasrec"))
         return rec, report

@@ -5,7 +5,9 @@ item's semantic ID, decoded with ``genir.decoding.constrained_beam_search`` unde
 Encoder input, oldest item first: ``[user] c(1,0) c(1,1) .. c(1,D-1) c(2,0) ..`` where ``c(i,l)`` is the
 level-l code of history item i (``history_tokens="codes"``, as in TIGER), or one token per item that sums
 its code embeddings (``"items"``, 4x shorter). Every token also gets a position embedding (0 = oldest item
-kept) and, in "codes" mode, a level embedding.
+kept) and, in "codes" mode, a level embedding. With ``history_item_embedding`` a history item's tokens also
+get a learned embedding of the item itself (as SASRec's inputs have); items added after training have none
+and are read through their codes alone.
 
 Unlike TIGER's bidirectional encoder, attention here is block-causal: a token sees the user token, its own
 item's tokens and earlier items. The memory of a history prefix is then the same whether the encoder reads
@@ -42,10 +44,12 @@ def user_bucket(user_id: str, buckets: int) -> int:
 
 
 class HistoryEncoder(nn.Module):
-    """(B, H, depth) history codes -> memory (B, S, d) and mask (B, S) bool (True = real token)."""
+    """(B, H, depth) history codes [+ (B, H) item indices] -> memory (B, S, d), mask (B, S) bool (True = real)."""
 
     def __init__(self, vocab_sizes: Sequence[int], *, user_buckets: int, max_history: int, d_model: int,
-                 layers: int, heads: int, d_ff: int, dropout: float, tokens: str = "codes") -> None:
+                 layers: int, heads: int, d_ff: int, dropout: float, tokens: str = "codes",
+                 num_items: int = 0) -> None:
+        """num_items > 0: learned embeddings for items 0..num_items-1 (a zero row stands for any other item)."""
         super().__init__()
         if tokens not in HISTORY_TOKENS:
             raise ValueError(f"unknown history_tokens {tokens!r}; expected one of {HISTORY_TOKENS}")
@@ -58,6 +62,8 @@ class HistoryEncoder(nn.Module):
         self.level_emb = nn.Embedding(len(self.vocab_sizes), d_model)
         self.pos_emb = nn.Embedding(max_history + 1, d_model)
         self.user_emb = nn.Embedding(user_buckets + 1, d_model)  # last row: anonymous
+        self.num_items = int(num_items)
+        self.item_emb = nn.Embedding(num_items + 1, d_model, padding_idx=num_items) if num_items > 0 else None
         self.drop = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=d_ff, dropout=dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
@@ -69,15 +75,22 @@ class HistoryEncoder(nn.Module):
         slots = torch.arange(H, device=device).repeat_interleave(self.per_item)
         return torch.cat([torch.full((1,), -1, device=device), slots])
 
-    def forward(self, hist_codes: Tensor, lengths: Tensor, buckets: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, hist_codes: Tensor, lengths: Tensor, buckets: Tensor,
+                hist_items: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """hist_codes (B, H, depth) int64, right-padded (rows past ``lengths`` are ignored); lengths (B,);
-        buckets (B,) user buckets or ANONYMOUS -> memory (B, 1 + H * per_item, d), mask (B, S) bool."""
+        buckets (B,) user buckets or ANONYMOUS; hist_items (B, H) item indices (needed with item embeddings)
+        -> memory (B, 1 + H * per_item, d), mask (B, S) bool."""
         B, H, depth = hist_codes.shape
         slot = torch.arange(H, device=hist_codes.device)
         real = slot[None, :] < lengths[:, None]  # (B, H)
         pos = self.pos_emb(slot.clamp(max=self.max_history))[None]  # (1, H, d)
         # codes the encoder never saw (a suffix issued after training) share the last embedding of their level
         emb = self.code_emb(torch.minimum(hist_codes.clamp(min=0), self.top) + self.offsets)  # (B, H, depth, d)
+        if self.item_emb is not None:
+            if hist_items is None:
+                raise ValueError("this encoder embeds history items: pass hist_items")
+            known = (hist_items >= 0) & (hist_items < self.num_items)
+            pos = pos + self.item_emb(torch.where(known, hist_items, self.num_items))  # (B, H, d)
         if self.tokens == "codes":
             x = (emb + self.level_emb.weight + pos[:, :, None]).reshape(B, H * depth, -1)
         else:
@@ -95,18 +108,23 @@ class HistoryEncoder(nn.Module):
 class TigerModel(nn.Module):
     """HistoryEncoder + IdDecoder: ``loss`` for training; GenerativeRanker decodes from ``encoder`` output."""
 
-    def __init__(self, vocab_sizes: Sequence[int], *, cfg) -> None:
-        """vocab_sizes: decoder vocabulary per ID level (suffix included); cfg: genir.config.RecConfig."""
+    def __init__(self, vocab_sizes: Sequence[int], *, cfg, num_items: int = 0) -> None:
+        """vocab_sizes: decoder vocabulary per ID level (suffix included); cfg: genir.config.RecConfig;
+        num_items: items trained on (sizes the item embeddings when cfg.history_item_embedding)."""
         super().__init__()
+        if cfg.history_item_embedding and num_items <= 0:
+            raise ValueError("history_item_embedding needs num_items > 0")
         self.encoder = HistoryEncoder(vocab_sizes, user_buckets=cfg.user_buckets, max_history=cfg.max_history,
                                       d_model=cfg.d_model, layers=cfg.encoder_layers, heads=cfg.heads, d_ff=cfg.d_ff,
-                                      dropout=cfg.dropout, tokens=cfg.history_tokens)
+                                      dropout=cfg.dropout, tokens=cfg.history_tokens,
+                                      num_items=num_items if cfg.history_item_embedding else 0)
         self.decoder = IdDecoder(vocab_sizes, d_model=cfg.d_model, n_layers=cfg.decoder_layers, n_heads=cfg.heads,
                                  d_mem=cfg.d_model, d_ff=cfg.d_ff, dropout=cfg.dropout)
 
-    def loss(self, hist_codes: Tensor, lengths: Tensor, buckets: Tensor, target_codes: Tensor) -> Tensor:
+    def loss(self, hist_codes: Tensor, lengths: Tensor, buckets: Tensor, target_codes: Tensor,
+             hist_items: Tensor | None = None) -> Tensor:
         """Mean per-level cross-entropy of the target IDs (B, depth) given the histories (scalar)."""
-        memory, mask = self.encoder(hist_codes, lengths, buckets)
+        memory, mask = self.encoder(hist_codes, lengths, buckets, hist_items)
         return self.decoder.loss(memory, mask, target_codes)
 
 
@@ -125,10 +143,11 @@ class GenerativeRanker:
         self.beam_size, self.batch_size = beam_size, batch_size
         self.trained_items = len(item_codes) if trained_items is None else trained_items
 
-    def history_codes(self, histories: np.ndarray, lengths: np.ndarray) -> Tensor:
-        """(B, H) right-padded item indices -> (B, H, depth) codes (padding rows are code 0, masked later)."""
-        idx = torch.as_tensor(np.where(histories >= 0, histories, 0))
-        return self.item_codes[idx]
+    def history(self, histories: np.ndarray) -> tuple[Tensor, Tensor]:
+        """(B, H) right-padded item indices -> (B, H, depth) codes (padding rows are code 0, masked later) and
+        the (B, H) item indices as a tensor (padding -1)."""
+        idx = torch.as_tensor(np.asarray(histories, dtype=np.int64))
+        return self.item_codes[idx.clamp(min=0)], idx
 
     def buckets(self, users: np.ndarray) -> Tensor:
         users = np.asarray(users, dtype=np.int64)
@@ -146,8 +165,8 @@ class GenerativeRanker:
         for lo in range(0, len(lengths), self.batch_size):
             sl = slice(lo, lo + self.batch_size)
             n = torch.as_tensor(np.maximum(lengths[sl], 1))
-            hist = self.history_codes(histories[sl, :int(n.max())], lengths[sl])
-            memory, mask = self.model.encoder(hist, n, self.buckets(users[sl]))
+            hist, hist_items = self.history(histories[sl, :int(n.max())])
+            memory, mask = self.model.encoder(hist, n, self.buckets(users[sl]), hist_items)
             res = constrained_beam_search(self.model.decoder, memory, mask, self.trie, beam_size=self.beam_size,
                                           num_return=k)
             items[sl], scores[sl] = res.doc_idx.numpy(), res.scores.numpy()
@@ -209,8 +228,8 @@ def _window_loss(model: TigerModel, batch: tuple, chunks: int = 2) -> Tensor:
     Targets are split by prefix length into ``chunks`` groups so each group's memory copy is cut to the
     longest prefix it needs (the decoder projects one memory copy per target).
     """
-    hist, lengths, buckets, rows, prefix, target_codes = batch
-    memory, mask = model.encoder(hist, lengths, buckets)
+    hist, hist_items, lengths, buckets, rows, prefix, target_codes = batch
+    memory, mask = model.encoder(hist, lengths, buckets, hist_items)
     total = memory.new_zeros(())
     for part in torch.tensor_split(torch.argsort(prefix), chunks):
         if len(part) == 0:
@@ -245,7 +264,7 @@ def train_tiger(model: TigerModel, ranker: GenerativeRanker, windows: list[np.nd
             buckets[rng.random(len(idx)) < USER_DROPOUT] = ANONYMOUS
             rows, pos = np.nonzero(np.arange(1, width)[None, :] < n[:, None])  # target (window row, position - 1)
             targets = items[idx[rows], pos + 1]
-            yield (ranker.history_codes(items[idx, :width - 1], n - 1), torch.as_tensor(n - 1),
+            yield (*ranker.history(items[idx, :width - 1]), torch.as_tensor(n - 1),
                    torch.as_tensor(buckets), torch.as_tensor(rows), torch.as_tensor(1 + per_item * (pos + 1)),
                    ranker.item_codes[torch.as_tensor(targets)])
 
@@ -257,4 +276,4 @@ def train_tiger(model: TigerModel, ranker: GenerativeRanker, windows: list[np.nd
                metric=cfg.early_stop_metric, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_decay=cfg.lr_decay,
                max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed, checkpoint_dir=checkpoint_dir,
                resume=resume, progress=progress, description="tiger",
-               fingerprint=fingerprint_of(cfg, ranker.item_codes.numpy(), items))
+               fingerprint=fingerprint_of(cfg, ranker.item_codes.numpy(), items, model="generative"))

@@ -32,12 +32,29 @@ STATE_FILE = "train_state.json"
 RESUMABLE = ("max_epochs", "patience", "threads")
 
 
-def fingerprint_of(cfg, *arrays: np.ndarray) -> str:
-    """sha256 of a config dataclass (minus RESUMABLE fields) and arrays: what a checkpoint was trained on."""
+# RecConfig fields that shape SASRec's training: the rest (codec, generative model) leave its checkpoints valid,
+# and the generative model's fingerprint leaves out the sasrec_* fields in turn
+SASREC_SHARED = ("max_history", "early_stop_metric", "seed")
+
+
+def _shapes(model: str, name: str) -> bool:
+    if model == "sasrec":
+        return name.startswith("sasrec_") or name in SASREC_SHARED
+    if model == "generative":
+        return not name.startswith("sasrec_")
+    return True
+
+
+def fingerprint_of(cfg, *arrays: np.ndarray, model: str = "") -> str:
+    """sha256 of a config dataclass and arrays: what a checkpoint was trained on.
+
+    RESUMABLE fields are left out; with ``model`` ("sasrec" / "generative") so are RecConfig fields that do
+    not shape that model's training, so tuning one model never invalidates the other's checkpoints.
+    """
     from genir.config import to_dict
 
     h = hashlib.sha256()
-    fixed = {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE}
+    fixed = {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE and _shapes(model, k)}
     h.update(json.dumps(fixed, sort_keys=True, default=str).encode())
     for arr in arrays:
         h.update(np.ascontiguousarray(arr).tobytes())
