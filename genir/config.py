@@ -107,6 +107,9 @@ class RecConfig:
     history_tokens: str = "items"
     # history tokens also get a learned embedding of the item itself (items trained on; later items: codes only)
     history_item_embedding: bool = False
+    # the decoder sees each memory token's recency (0 = newest history item) added after the encoder: the
+    # encoder's own positions count from the oldest item so that one pass serves every prefix in training
+    recency_embedding: bool = False
     d_model: int = 128  # width of history encoder and ID decoder (TIGER: 128)
     encoder_layers: int = 4  # history encoder layers (TIGER: 4)
     decoder_layers: int = 4  # ID decoder layers (TIGER: 4)

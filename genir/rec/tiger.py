@@ -7,7 +7,9 @@ level-l code of history item i (``history_tokens="codes"``, as in TIGER), or one
 its code embeddings (``"items"``, 4x shorter). Every token also gets a position embedding (0 = oldest item
 kept) and, in "codes" mode, a level embedding. With ``history_item_embedding`` a history item's tokens also
 get a learned embedding of the item itself (as SASRec's inputs have); items added after training have none
-and are read through their codes alone.
+and are read through their codes alone. With ``recency_embedding`` the memory the decoder reads gets a
+learned embedding of each token's recency (0 = newest item of the prefix being continued), added after the
+encoder so that the one-pass-per-window training below still holds.
 
 Unlike TIGER's bidirectional encoder, attention here is block-causal: a token sees the user token, its own
 item's tokens and earlier items. The memory of a history prefix is then the same whether the encoder reads
@@ -64,11 +66,26 @@ class HistoryEncoder(nn.Module):
         self.user_emb = nn.Embedding(user_buckets + 1, d_model)  # last row: anonymous
         self.num_items = int(num_items)
         self.item_emb = nn.Embedding(num_items + 1, d_model, padding_idx=num_items) if num_items > 0 else None
+        self.recency_emb: nn.Embedding | None = None
         self.drop = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=d_ff, dropout=dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
+
+    def use_recency(self) -> None:
+        """Add recency embeddings (zero at start: a fresh model reads the memory as without them)."""
+        self.recency_emb = nn.Embedding(self.max_history + 1, self.code_emb.embedding_dim)  # last row: user token
+        nn.init.zeros_(self.recency_emb.weight)
+
+    def with_recency(self, memory: Tensor, n_items: Tensor) -> Tensor:
+        """memory (B, S, d) of histories whose prefixes of n_items (B,) items are being continued -> memory
+        plus each token's recency embedding (unchanged without recency embeddings)."""
+        if self.recency_emb is None:
+            return memory
+        slot = self.item_of_token((memory.shape[1] - 1) // self.per_item, memory.device)[None, :]  # (1, S)
+        age = (n_items[:, None] - 1 - slot).clamp(0, self.max_history - 1)
+        return memory + self.recency_emb(torch.where(slot < 0, self.max_history, age)).to(memory.dtype)
 
     def item_of_token(self, H: int, device: torch.device) -> Tensor:
         """(1 + H * per_item,) history slot of each encoder token; the user token is slot -1."""
@@ -118,6 +135,8 @@ class TigerModel(nn.Module):
                                       d_model=cfg.d_model, layers=cfg.encoder_layers, heads=cfg.heads, d_ff=cfg.d_ff,
                                       dropout=cfg.dropout, tokens=cfg.history_tokens,
                                       num_items=num_items if cfg.history_item_embedding else 0)
+        if cfg.recency_embedding:
+            self.encoder.use_recency()
         self.decoder = IdDecoder(vocab_sizes, d_model=cfg.d_model, n_layers=cfg.decoder_layers, n_heads=cfg.heads,
                                  d_mem=cfg.d_model, d_ff=cfg.d_ff, dropout=cfg.dropout)
 
@@ -125,7 +144,7 @@ class TigerModel(nn.Module):
              hist_items: Tensor | None = None) -> Tensor:
         """Mean per-level cross-entropy of the target IDs (B, depth) given the histories (scalar)."""
         memory, mask = self.encoder(hist_codes, lengths, buckets, hist_items)
-        return self.decoder.loss(memory, mask, target_codes)
+        return self.decoder.loss(self.encoder.with_recency(memory, lengths), mask, target_codes)
 
 
 class GenerativeRanker:
@@ -167,6 +186,7 @@ class GenerativeRanker:
             n = torch.as_tensor(np.maximum(lengths[sl], 1))
             hist, hist_items = self.history(histories[sl, :int(n.max())])
             memory, mask = self.model.encoder(hist, n, self.buckets(users[sl]), hist_items)
+            memory = self.model.encoder.with_recency(memory, n)
             res = constrained_beam_search(self.model.decoder, memory, mask, self.trie, beam_size=self.beam_size,
                                           num_return=k)
             items[sl], scores[sl] = res.doc_idx.numpy(), res.scores.numpy()
@@ -236,7 +256,8 @@ def _window_loss(model: TigerModel, batch: tuple, chunks: int = 2) -> Tensor:
             continue
         width = int(prefix[part].max())
         keep = mask[rows[part], :width] & (torch.arange(width) < prefix[part, None])
-        total = total + model.decoder.loss(memory[rows[part], :width], keep, target_codes[part]) * len(part)
+        mem = model.encoder.with_recency(memory[rows[part], :width], (prefix[part] - 1) // model.encoder.per_item)
+        total = total + model.decoder.loss(mem, keep, target_codes[part]) * len(part)
     return total / len(rows)
 
 
