@@ -13,14 +13,12 @@ TIGER Sports 0.0264 / 0.0181 / 0.0400 / 0.0225.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import logging
 import os
 import platform
 import sys
 import time
-from dataclasses import fields, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,23 +89,6 @@ def plot(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """--set key=value (python literals) -> RecConfig field overrides."""
-    from genir.config import RecConfig
-
-    names = {f.name for f in fields(RecConfig)}
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        if key not in names:
-            raise SystemExit(f"unknown RecConfig field {key!r}; expected one of {sorted(names)}")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -125,11 +106,14 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    from genir.config import RecConfig, to_dict
+    from genir.config import RecConfig, to_dict, with_overrides
     from genir.data.amazon import load_sequences
     from genir.rec.recommender import Recommender
 
-    cfg = replace(RecConfig(threads=args.threads), **parse_overrides(args.overrides))
+    try:
+        cfg = with_overrides(RecConfig(threads=args.threads), args.overrides)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     out = args.out or ROOT / "eval" / "results" / f"rec-{args.dataset}.json"
     index = args.index or ROOT / "indexes" / f"rec-{args.dataset}"
     t0 = time.perf_counter()

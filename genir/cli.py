@@ -69,6 +69,9 @@ def index(
     workdir: Optional[Path] = typer.Option(None, help="training checkpoints and caches (default: OUT.work)"),
     resume: bool = typer.Option(False, help="continue training from the newest checkpoint in --workdir"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", metavar="FIELD=VALUE",
+                                                  help="--task recommend: set a RecConfig field (repeatable), "
+                                                  "e.g. --set threads=2 --set recency_embedding=True"),
     verbose: bool = typer.Option(True, help="log progress to stderr"),
 ) -> None:
     """Build an index (dense + BM25, and the generative model) over DATA_DIR into --out."""
@@ -82,12 +85,15 @@ def index(
     check_writable(out)  # before any work, so a bad --out costs nothing and writes nothing
     if tune_split == "test":
         raise ValueError("--tune-split test would tune on the test queries; use the carved 'dev' split")
+    if overrides and task != "recommend":
+        raise ValueError("--set FIELD=VALUE applies to --task recommend (RecConfig fields)")
     if task == "recommend":
-        from genir.config import RecConfig
+        from genir.config import RecConfig, with_overrides
         from genir.rec import commands
 
-        summary = commands.index(data_dir, out=out, config=RecConfig(codec=CodecConfig(
-            scheme=ids, levels=levels, codebook_size=codebook_size, seed=seed), seed=seed))
+        config = with_overrides(RecConfig(codec=CodecConfig(scheme=ids, levels=levels, codebook_size=codebook_size,
+                                                            seed=seed), seed=seed), overrides or [])
+        summary = commands.index(data_dir, out=out, config=config)
         typer.echo(f"indexed {summary['users']} users, {summary['items']} items from {data_dir} into {out} "
                    f"({summary['version']}); modes: {', '.join(summary['modes'])}")
         return

@@ -6,6 +6,7 @@ HybridConfig (fusion).
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,6 +35,37 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+_SCALARS = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def with_overrides(cfg: T, pairs: list[str]) -> T:
+    """``cfg`` with top-level scalar fields replaced from ``FIELD=VALUE`` strings (the CLI's and benchmarks'
+    ``--set``). Values are Python literals checked against the field's type: ``dropout=0.3``,
+    ``history_item_embedding=True``, ``item_embedding=cooc``. Bad names or values raise ValueError."""
+    names = {f.name: f for f in dataclasses.fields(cfg)}  # type: ignore[arg-type]
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, text = pair.partition("=")
+        key = key.strip()
+        if not eq:
+            raise ValueError(f"--set {pair!r}: expected FIELD=VALUE")
+        if key not in names:
+            raise ValueError(f"--set {key}: unknown {type(cfg).__name__} field; expected one of {sorted(names)}")
+        kind = _SCALARS.get(str(names[key].type))
+        if kind is None:
+            raise ValueError(f"--set {key}: only scalar fields can be set this way (it is {names[key].type})")
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = text.strip()  # a bare word is a string
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not kind:
+            raise ValueError(f"--set {key}={text}: expected type {kind.__name__}")
+        changes[key] = value
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,10 @@ def test_bad_dataset(built, case, capsys):
     (["eval", "{idx}", "--data", "{root}/good", "--split", "test", "--measure", "bogus@1"], "unknown measure"),
     (["remove", "{idx}", "--ids", "{root}/ids.txt"], "not in the index"),
     (["verify", "{root}/good"], "not a genir index"),
+    (["index", "{root}/good", "--out", "{root}/new", "--set", "dropout=0.3"], "applies to --task recommend"),
+    (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--set", "bogus=1"], "unknown RecConfig"),
+    (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--set", "dropout=high"],
+     "dropout=high: expected type float"),
 ])
 def test_bad_arguments(built, argv, expected, capsys):
     (built / "ids.txt").write_text("missing-doc\n")

@@ -86,3 +86,33 @@ def test_resume_with_more_patience_trains_on(folder, tmp_path):
     history = more["reports"]["sasrec"]["train"]["history"]
     assert [h["epoch"] for h in history] == [1, 2] and history[:1] == train["history"]
     assert not more["reports"]["sasrec"]["train"]["stopped_early"]
+
+
+def test_cli_index_takes_rec_config_overrides(folder, tmp_path):
+    from genir.cli import main
+    from genir.config import to_dict
+    from genir.rec.recommender import Recommender
+
+    sets = ["item_embedding=cooc", "cooc_dim=8", "d_model=16", "encoder_layers=1", "decoder_layers=1", "heads=2",
+            "d_ff=32", "max_epochs=1", "beam_size=10", "bf16=False", "sasrec_dim=16", "sasrec_layers=1",
+            "recency_embedding=True", "lr_decay=0.9"]
+    argv = ["index", str(folder), "--task", "recommend", "--out", str(tmp_path / "idx"), "--ids", "rqkmeans",
+            "--levels", "2", "--codebook-size", "8", "--no-verbose"]
+    with pytest.raises(SystemExit) as e:
+        main(argv + [a for s in sets for a in ("--set", s)])
+    assert e.value.code == 0
+    cfg = to_dict(Recommender.load(tmp_path / "idx").cfg)
+    assert cfg["recency_embedding"] is True and cfg["lr_decay"] == 0.9 and cfg["d_model"] == 16
+    assert cfg["codec"]["codebook_size"] == 8
+
+
+def test_with_overrides_parses_and_checks_types():
+    from genir.config import with_overrides
+
+    cfg = with_overrides(RecConfig(), ["dropout=1", "history_item_embedding=True", "item_embedding=cooc", "seed=3"])
+    assert (cfg.dropout, cfg.history_item_embedding, cfg.item_embedding, cfg.seed) == (1.0, True, "cooc", 3)
+    assert isinstance(cfg.dropout, float)
+    for bad, msg in [("seed=1.5", "expected type int"), ("bf16=1", "expected type bool"), ("codec=x", "only scalar"),
+                     ("nope=1", "unknown RecConfig field"), ("dropout", "expected FIELD=VALUE")]:
+        with pytest.raises(ValueError, match=msg):
+            with_overrides(RecConfig(), [bad])
