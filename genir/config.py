@@ -150,6 +150,7 @@ class RecConfig:
     dropout: float = 0.2  # dropout in encoder and decoder (0.2 beat 0.1 on Beauty validation)
     lr: float = 1e-3  # AdamW learning rate (generative model)
     weight_decay: float = 0.0  # AdamW weight decay (generative model)
+    label_smoothing: float = 0.0  # label smoothing of the per-level code cross-entropy (generative model)
     # learning-rate multiplier after each epoch without validation improvement (1 = constant); 0.8 beat 0.5 on
     # Beauty validation (nDCG@10 0.0469 vs 0.0409: 0.5 anneals too fast and stops early)
     lr_decay: float = 0.8

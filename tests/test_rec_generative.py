@@ -171,3 +171,21 @@ def test_recency_embeddings_learn_and_match_between_training_and_serving():
     assert rec.tiger.encoder.recency_emb.weight.abs().sum() > 0  # trained away from its zero start
     report = rec.evaluate("test")
     assert _recall(report, "generative") > _recall(report, "popular") + 0.3
+
+
+def test_label_smoothing_reaches_the_training_loss():
+    from dataclasses import replace
+
+    import torch
+
+    from genir.rec.tiger import TigerModel
+
+    codes, lengths, buckets = torch.randint(0, 3, (4, 5, 3)), torch.tensor([5, 3, 2, 1]), torch.tensor([0, 1, 2, 3])
+    target = torch.randint(0, 3, (4, 3))
+    losses = []
+    for smoothing in (0.0, 0.2):
+        torch.manual_seed(0)
+        model = TigerModel((8, 8, 3), cfg=replace(CFG, label_smoothing=smoothing)).eval()
+        with torch.no_grad():
+            losses.append(float(model.loss(codes, lengths, buckets, target)))
+    assert losses[0] != pytest.approx(losses[1])

@@ -137,6 +137,7 @@ class TigerModel(nn.Module):
                                       num_items=num_items if cfg.history_item_embedding else 0)
         if cfg.recency_embedding:
             self.encoder.use_recency()
+        self.label_smoothing = float(cfg.label_smoothing)
         self.decoder = IdDecoder(vocab_sizes, d_model=cfg.d_model, n_layers=cfg.decoder_layers, n_heads=cfg.heads,
                                  d_mem=cfg.d_model, d_ff=cfg.d_ff, dropout=cfg.dropout)
 
@@ -144,7 +145,8 @@ class TigerModel(nn.Module):
              hist_items: Tensor | None = None) -> Tensor:
         """Mean per-level cross-entropy of the target IDs (B, depth) given the histories (scalar)."""
         memory, mask = self.encoder(hist_codes, lengths, buckets, hist_items)
-        return self.decoder.loss(self.encoder.with_recency(memory, lengths), mask, target_codes)
+        return self.decoder.loss(self.encoder.with_recency(memory, lengths), mask, target_codes,
+                                 label_smoothing=self.label_smoothing)
 
 
 class GenerativeRanker:
@@ -257,7 +259,8 @@ def _window_loss(model: TigerModel, batch: tuple, chunks: int = 2) -> Tensor:
         width = int(prefix[part].max())
         keep = mask[rows[part], :width] & (torch.arange(width) < prefix[part, None])
         mem = model.encoder.with_recency(memory[rows[part], :width], (prefix[part] - 1) // model.encoder.per_item)
-        total = total + model.decoder.loss(mem, keep, target_codes[part]) * len(part)
+        loss = model.decoder.loss(mem, keep, target_codes[part], label_smoothing=model.label_smoothing)
+        total = total + loss * len(part)
     return total / len(rows)
 
 
