@@ -138,10 +138,10 @@ class RecConfig:
     # encoder tokens: "items" = one per history item (sum of its ID-level embeddings); "codes" = one per level (TIGER, 3x CPU)
     history_tokens: str = "items"
     # history tokens also get a learned embedding of the item itself (items trained on; later items: codes only)
-    history_item_embedding: bool = False
+    history_item_embedding: bool = True
     # the decoder sees each memory token's recency (0 = newest history item) added after the encoder: the
     # encoder's own positions count from the oldest item so that one pass serves every prefix in training
-    recency_embedding: bool = False
+    recency_embedding: bool = True
     d_model: int = 128  # width of history encoder and ID decoder (TIGER: 128)
     encoder_layers: int = 4  # history encoder layers (TIGER: 4)
     decoder_layers: int = 4  # ID decoder layers (TIGER: 4)

@@ -12,7 +12,8 @@ from genir.rec.synthetic import planted_sequences
 
 CFG = RecConfig(item_embedding="cooc", cooc_dim=8, codec=CodecConfig(scheme="rqkmeans", levels=2, codebook_size=8),
                 d_model=16, encoder_layers=1, decoder_layers=1, heads=2, d_ff=32, max_epochs=2, beam_size=10,
-                bf16=False, sasrec_dim=16, sasrec_layers=1)
+                bf16=False, sasrec_dim=16, sasrec_layers=1,
+                history_item_embedding=False, recency_embedding=False)  # the plain TIGER-style encoder path
 
 
 @pytest.fixture(scope="module")

@@ -153,7 +153,7 @@ def test_recency_embeddings_learn_and_match_between_training_and_serving():
 
     from genir.rec.tiger import TigerModel
 
-    cfg = replace(CFG, recency_embedding=True)
+    cfg = replace(CFG, recency_embedding=True, history_item_embedding=False)
     # a window encoded once and cut to a prefix reads the same memory as that prefix encoded alone
     torch.manual_seed(0)
     model = TigerModel((8, 8, 3), cfg=cfg).eval()
@@ -185,7 +185,7 @@ def test_label_smoothing_reaches_the_training_loss():
     losses = []
     for smoothing in (0.0, 0.2):
         torch.manual_seed(0)
-        model = TigerModel((8, 8, 3), cfg=replace(CFG, label_smoothing=smoothing)).eval()
+        model = TigerModel((8, 8, 3), cfg=replace(CFG, label_smoothing=smoothing, history_item_embedding=False)).eval()
         with torch.no_grad():
             losses.append(float(model.loss(codes, lengths, buckets, target)))
     assert losses[0] != pytest.approx(losses[1])
