@@ -75,18 +75,23 @@ def plot(doc: dict, path: Path) -> None:
     curve.set(xlabel="epoch", ylabel="validation nDCG@10", title=f"{doc['dataset']}: early-stopping curve")
     curve.legend()
     rows = doc["test"]["results"]
-    for j, metric in enumerate(("R@10", "nDCG@10")):
-        bars.bar([i + 0.4 * j for i in range(len(rows))], [r["metrics"][metric] for r in rows], width=0.4, label=metric)
     for name, anchor in doc["anchors"].items():
         if name == "TIGER":
             bars.axhline(anchor["R@10"], ls="--", lw=1, color="C0", label="TIGER paper R@10")
             bars.axhline(anchor["nDCG@10"], ls=":", lw=1, color="C1", label="TIGER paper nDCG@10")
-    bars.set_xticks([i + 0.2 for i in range(len(rows))], [r["mode"] for r in rows])
-    bars.set(title=f"{doc['dataset']}: test split, same run")
-    bars.legend(fontsize=8)
+    test_bars(bars, [r["mode"] for r in rows], [r["metrics"] for r in rows], f"{doc['dataset']}: test split, same run")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def test_bars(ax, labels: list[str], metrics: list[dict], title: str) -> None:
+    """R@10 and nDCG@10 bars side by side per label (shared by bench_rec and compare_rec plots)."""
+    for j, metric in enumerate(("R@10", "nDCG@10")):
+        ax.bar([i + 0.4 * j for i in range(len(metrics))], [m[metric] for m in metrics], width=0.4, label=metric)
+    ax.set_xticks([i + 0.2 for i in range(len(metrics))], labels)
+    ax.set(title=title)
+    ax.legend(fontsize=8)
 
 
 def main() -> None:

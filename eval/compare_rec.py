@@ -66,6 +66,7 @@ def plot(rows: list[dict], dataset: str, sample: int, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from bench_rec import test_bars
 
     fig, (curve, bars) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, row in enumerate(rows):
@@ -74,11 +75,8 @@ def plot(rows: list[dict], dataset: str, sample: int, path: Path) -> None:
     curve.set(xlabel="epoch", ylabel=f"validation nDCG@10 ({sample:,}-user sample)",
               title=f"{dataset}: generative variants")
     curve.legend(fontsize=7)
-    for j, metric in enumerate(("R@10", "nDCG@10")):
-        bars.bar([i + 0.4 * j for i in range(len(rows))], [r["test"][metric] for r in rows], width=0.4, label=metric)
-    bars.set_xticks([i + 0.2 for i in range(len(rows))], [f"[{i}]" for i in range(len(rows))])
-    bars.set(title=f"{dataset}: test split (reported, not used to choose)")
-    bars.legend(fontsize=8)
+    test_bars(bars, [f"[{i}]" for i in range(len(rows))], [r["test"] for r in rows],
+              f"{dataset}: test split (reported, not used to choose)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
