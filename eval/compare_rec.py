@@ -33,15 +33,22 @@ def _flat(cfg: dict, prefix: str = "") -> dict:
     return out
 
 
-IGNORED = {"threads", "max_epochs", "patience"}  # how long / with how many threads, not what is trained
+# how long / with how many threads, not what is trained (sasrec_* fields do not shape the generative model)
+IGNORED = {"threads", "max_epochs", "patience"}
+
+
+# RecConfig fields added after some runs were made, with the value that reproduces the behaviour from
+# before they existed (an older run's config lacks them; its SASRec used the shared lr_decay)
+ADDED_LATER = {"history_item_embedding": False, "recency_embedding": False, "label_smoothing": 0.0}
 
 
 def _config(doc: dict) -> dict:
-    """The run's config, flattened; fields added to RecConfig after the run take their default (which
-    reproduces the behaviour from before they existed)."""
-    from genir.config import RecConfig, to_dict
-
-    return {**_flat(json.loads(json.dumps(to_dict(RecConfig())))), **_flat(doc["config"])}
+    """The run's config, flattened, with fields added since filled in as they behaved then."""
+    cfg = _flat(doc["config"])
+    for key, value in ADDED_LATER.items():
+        cfg.setdefault(key, value)
+    cfg.setdefault("sasrec_lr_decay", cfg["lr_decay"])
+    return cfg
 
 
 def variants(docs: list[tuple[str, dict]]) -> list[dict]:
@@ -49,7 +56,8 @@ def variants(docs: list[tuple[str, dict]]) -> list[dict]:
     rows = []
     for path, doc in docs:
         cfg = _config(doc)
-        diff = {k: cfg.get(k) for k in sorted(set(cfg) | set(base)) if cfg.get(k) != base.get(k) and k not in IGNORED}
+        diff = {k: cfg.get(k) for k in sorted(set(cfg) | set(base)) if cfg.get(k) != base.get(k) and k not in IGNORED
+                and not k.startswith("sasrec_")}
         train = doc["training"]["generative"]
         rows.append({
             "file": path, "name": ", ".join(f"{k}={v}" for k, v in diff.items()) or "reference (first input)",
