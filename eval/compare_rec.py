@@ -37,18 +37,11 @@ def _flat(cfg: dict, prefix: str = "") -> dict:
 IGNORED = {"threads", "max_epochs", "patience"}
 
 
-# RecConfig fields added after some runs were made, with the value that reproduces the behaviour from
-# before they existed (an older run's config lacks them; its SASRec used the shared lr_decay)
-ADDED_LATER = {"history_item_embedding": False, "recency_embedding": False, "label_smoothing": 0.0}
-
-
 def _config(doc: dict) -> dict:
     """The run's config, flattened, with fields added since filled in as they behaved then."""
-    cfg = _flat(doc["config"])
-    for key, value in ADDED_LATER.items():
-        cfg.setdefault(key, value)
-    cfg.setdefault("sasrec_lr_decay", cfg["lr_decay"])
-    return cfg
+    from genir.config import rec_config_from_dict, to_dict
+
+    return _flat(json.loads(json.dumps(to_dict(rec_config_from_dict(doc["config"])))))
 
 
 def variants(docs: list[tuple[str, dict]]) -> list[dict]:

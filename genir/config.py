@@ -172,6 +172,17 @@ class RecConfig:
     seed: int = 0  # seed for sampling, initialisation and dropout
 
 
+# RecConfig fields added after indexes were saved, with the value that reproduces the behaviour from before
+# they existed (a saved config lacking them must not pick up today's defaults); SASRec shared lr_decay then
+REC_ADDED_LATER = {"history_item_embedding": False, "recency_embedding": False, "label_smoothing": 0.0}
+
+
+def rec_config_from_dict(data: dict[str, Any]) -> "RecConfig":
+    """A saved RecConfig (manifest, benchmark JSON); fields it predates take their old behaviour."""
+    data = {**REC_ADDED_LATER, "sasrec_lr_decay": data.get("lr_decay", 0.5), **data}
+    return from_dict(RecConfig, data)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Generative retriever: MiniLM text encoder + ID decoder (genir.model)."""

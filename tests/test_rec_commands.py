@@ -117,3 +117,20 @@ def test_with_overrides_parses_and_checks_types():
                      ("nope=1", "unknown RecConfig field"), ("dropout", "expected FIELD=VALUE")]:
         with pytest.raises(ValueError, match=msg):
             with_overrides(RecConfig(), [bad])
+
+
+def test_index_saved_before_newer_options_loads_with_their_old_behaviour(folder, tmp_path):
+    from genir.rec.recommender import Recommender
+    from genir.store import MANIFEST, current_version
+
+    commands.index(folder, out=tmp_path / "idx", config=CFG, modes=("generative",))
+    before = commands.recommend(tmp_path / "idx", user="u1", k=5)
+    path = current_version(tmp_path / "idx") / MANIFEST
+    manifest = json.loads(path.read_text())
+    for key in ("history_item_embedding", "recency_embedding", "label_smoothing", "sasrec_lr_decay"):
+        del manifest["config"][key]  # as written before these options existed
+    path.write_text(json.dumps(manifest))
+    rec = Recommender.load(tmp_path / "idx")
+    assert not rec.cfg.history_item_embedding and not rec.cfg.recency_embedding
+    assert rec.cfg.sasrec_lr_decay == rec.cfg.lr_decay
+    assert rec.recommend(user="u1", k=5) == before

@@ -22,7 +22,7 @@ from safetensors.torch import load_file as load_torch
 from safetensors.torch import save_file as save_torch
 
 import genir
-from genir.config import RecConfig, from_dict, to_dict
+from genir.config import RecConfig, rec_config_from_dict, to_dict
 from genir.data.store import read_parquet, write_parquet
 from genir.data.types import Sequences
 from genir.ids import add_suffix, load_codec, make_codec
@@ -283,7 +283,7 @@ class Recommender:
             raise ValueError(f"{path} is a {manifest.get('kind', 'retrieval')!r} index, not a recommendation index; "
                              "build one with `genir index DATA --task recommend`")
         folder = current_version(Path(path))
-        cfg = from_dict(RecConfig, manifest["config"])
+        cfg = rec_config_from_dict(manifest["config"])
         items = read_parquet(folder / "items.parquet")
         seqs = read_parquet(folder / "sequences.parquet")
         data = Interactions(user_ids=seqs.column("user_id").to_pylist(),
