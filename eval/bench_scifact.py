@@ -52,6 +52,7 @@ def main() -> None:
     from genir.data import dev_split, load_dataset
     from genir.evaluate import evaluate_index
     from genir.index import GenerativeIndex
+    from genir.semantic import check_decoded_ids
 
     train = load_dataset(args.data, split="train-dev", dev_fraction=0.2, seed=0)
     dev = load_dataset(args.data, split="dev", dev_fraction=0.2, seed=0)
@@ -83,9 +84,13 @@ def main() -> None:
     tuned = index.tune(dev_q, dev_qrels)  # what `genir index` stores: tuned on all of dev
     tune_seconds = time.perf_counter() - t
     report = evaluate_index(index, dev_q, dev_qrels, modes=MODES, dataset=args.data.name, split="dev")
-    gen = index.search_arrays(dev_q.texts, 20, mode="generative").doc_idx
-    returned = gen[gen >= 0]
-    valid = index.semantic.trie.lookup(index.semantic.ids[returned]) == returned
+    # every returned document is a live row of the corpus table whose semantic ID is the decoded code tuple
+    # (checked against the ID array, not the trie that decoded it); mode="generative" returns these doc_idx
+    dc = index.cfg.decode
+    decoded = index.semantic.retriever.decode(dev_q.texts, k=dc.beam_size, beam_size=dc.beam_size,
+                                              renormalize=dc.renormalize, batch_size=dc.batch_size)
+    id_check = check_decoded_ids(decoded.codes, decoded.doc_idx, index.semantic.ids, num_docs=len(index.corpus),
+                                 deleted=index.deleted)
     report.update({
         "build_seconds": {**index.meta["build_seconds"], "total": build_total, "tune": tune_seconds},
         "codec_stats": index.semantic.meta.get("codec_stats"),
@@ -94,8 +99,8 @@ def main() -> None:
         "notes": args.note,
         "hybrid_tuned_on_dev": tuned,
         "hybrid_2fold_cv_on_dev": {"mean_held_out": cv, "folds": folds},
-        "valid_id_rate": float(valid.mean()) if len(valid) else None,
-        "generative_outputs_checked": int(len(valid)),
+        "valid_id_rate": id_check.share if id_check.outputs else None,
+        "generative_outputs_checked": id_check.outputs,
         "dev_split": {"fraction": 0.2, "seed": 0, "source": "train", "train_queries": len(train.split_queries())},
         "machine": machine(),
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_scifact.py " + " ".join(sys.argv[1:]),

@@ -21,7 +21,8 @@ NEG_INF = float("-inf")
 class BeamResult:
     """Ranked IDs per query, all on the memory's device.
 
-    doc_idx (B, k) int64, -1 where fewer than k valid IDs exist (and everywhere when decoding without a trie);
+    doc_idx (B, k) int64, -1 where fewer than k valid IDs exist (and everywhere when decoding without a trie;
+    with ``constrained=False`` also where the decoded ID is no document);
     scores (B, k) float32 log-probabilities of the whole ID, sorted descending, -inf on padding;
     codes (B, k, depth) int64 generated codes, -1 on padding.
     """
@@ -54,6 +55,7 @@ def constrained_beam_search(
     beam_size: int,
     num_return: int,
     renormalize: bool = False,
+    constrained: bool = True,
 ) -> BeamResult:
     """Decode the ``num_return`` best full IDs per query.
 
@@ -61,16 +63,22 @@ def constrained_beam_search(
     masked to the codes that extend a beam's prefix; ``renormalize=True`` instead re-normalises the softmax
     over those codes ((G)I-DLE). Results are distinct, all valid, sorted by score; prefixes with fewer
     continuations than beams leave -1 padding rather than invalid IDs. ``trie=None`` decodes
-    unconstrained (doc_idx all -1; used to measure the constraint's cost).
+    unconstrained (doc_idx all -1; used to measure the constraint's cost). ``constrained=False`` drops the
+    trie mask but still maps each decoded ID to its document through the trie (-1 where none has it, codes
+    kept): it exists only to show that ``genir.semantic.check_decoded_ids`` catches invalid IDs.
     """
     _check(decoder, trie, beam_size, num_return)
-    nodes, scores, codes = _search(decoder, memory, memory_mask, trie, decoder.depth, beam_size, num_return, renormalize)
+    if renormalize and not constrained:
+        raise ValueError("renormalize re-normalises over the trie's allowed codes; it needs constrained=True")
+    nodes, scores, codes = _search(
+        decoder, memory, memory_mask, trie, decoder.depth, beam_size, num_return, renormalize, mask=constrained
+    )
     if trie is None:
         doc = torch.full(scores.shape, -1, dtype=torch.long, device=scores.device)
         valid = torch.isfinite(scores)
     else:
         doc = trie.docs(nodes.reshape(-1)).view_as(nodes)
-        valid = torch.isfinite(scores) & (doc >= 0)
+        valid = torch.isfinite(scores) & ((doc >= 0) | (not constrained))
     return BeamResult(*_finish(doc, scores, codes, valid, num_return))
 
 
@@ -110,8 +118,11 @@ def _search(
     beam_size: int,
     last_k: int,
     renormalize: bool,
+    *,
+    mask: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Beam search over ``levels`` levels -> (nodes (B, k), scores (B, k), codes (B, k, levels)); dead beams -inf."""
+    """Beam search over ``levels`` levels -> (nodes (B, k), scores (B, k), codes (B, k, levels)); dead beams -inf.
+    ``mask=False`` follows the trie (nodes -1 off it) without restricting the codes."""
     batch, device = memory.shape[0], memory.device
     cache = decoder.start(memory, memory_mask)
     scores = torch.zeros(batch, 1, device=device)
@@ -121,7 +132,7 @@ def _search(
     for level in range(levels):
         logits = decoder.step(cache, prev, level).float()  # (B, W, V)
         width, vocab = logits.shape[1:]
-        if trie is None:
+        if trie is None or not mask:
             logp = F.log_softmax(logits, dim=-1)
         else:
             allowed = _fit(trie.allowed(nodes.reshape(-1), level), vocab).view(batch, width, vocab)

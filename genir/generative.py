@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +32,16 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 ENCODE_BATCH = 128
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """doc_idx (n, k) int64 (-1 padding), scores (n, k) float32 log-probs (-inf padding), codes (n, k, depth)
+    int64 decoded code tuples (-1 padding)."""
+
+    doc_idx: np.ndarray
+    scores: np.ndarray
+    codes: np.ndarray
 
 
 class GenerativeRetriever:
@@ -103,16 +114,31 @@ class GenerativeRetriever:
 
         Every returned doc_idx is a document in the trie. The beam is widened to ``k`` when ``k > beam_size``.
         """
+        res = self.decode(queries, k=k, beam_size=beam_size, renormalize=renormalize, batch_size=batch_size)
+        return res.doc_idx, res.scores
+
+    @torch.no_grad()
+    def decode(
+        self, queries: list[str], *, k: int = 10, beam_size: int = 20, renormalize: bool = False, batch_size: int = 64,
+        constrained: bool = True,
+    ) -> Decoded:
+        """``search`` with the decoded code tuples kept, for checking outputs against the corpus's IDs
+        (``genir.semantic.check_decoded_ids``). ``constrained=False`` drops the trie mask: only to show that
+        check failing."""
         self.trie.to(self.device)
-        docs, scores = [], []
+        docs, scores, codes = [], [], []
+        depth = self.model.decoder.depth
         for start in track(range(0, len(queries), batch_size), description="generative search", total=-(-len(queries) // batch_size)):
             memory, mask = self._memory(queries[start : start + batch_size])
             res = constrained_beam_search(
-                self.model.decoder, memory, mask, self.trie, beam_size=max(beam_size, k), num_return=k, renormalize=renormalize
+                self.model.decoder, memory, mask, self.trie, beam_size=max(beam_size, k), num_return=k,
+                renormalize=renormalize, constrained=constrained,
             )
             docs.append(res.doc_idx.cpu().numpy())
             scores.append(res.scores.cpu().numpy())
-        return _stack(docs, (0, k), np.int64), _stack(scores, (0, k), np.float32)
+            codes.append(res.codes.cpu().numpy())
+        return Decoded(_stack(docs, (0, k), np.int64), _stack(scores, (0, k), np.float32),
+                       _stack(codes, (0, k, depth), np.int64))
 
     @torch.no_grad()
     def search_prefixes(
@@ -223,5 +249,5 @@ def _cached_states(
     return cached["flat"], cached["offsets"]
 
 
-def _stack(parts: list[np.ndarray], empty_shape: tuple[int, int], dtype: type) -> np.ndarray:
+def _stack(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(empty_shape, dtype=dtype)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,43 @@ class SemanticLayer:
         meta.setdefault("trained_docs", len(ids))  # indexes written before the field: every row counts as trained
         return cls(load_codec(folder / "codec"), ids, trie, GenerativeRetriever.load(folder / "model", trie, device=device),
                    from_dict(HybridConfig, json.loads((folder / "hybrid.json").read_text())), meta)
+
+
+@dataclass(frozen=True)
+class IdCheck:
+    """What ``check_decoded_ids`` found: returned outputs and how many of them are valid."""
+
+    outputs: int  # returned positions that carry a decoded ID or a document (padding excluded)
+    valid: int  # of them: a live corpus row whose semantic ID is exactly the decoded code tuple
+
+    @property
+    def share(self) -> float:
+        """valid / outputs (nan when nothing was returned)."""
+        return self.valid / self.outputs if self.outputs else float("nan")
+
+
+def check_decoded_ids(codes: np.ndarray, doc_idx: np.ndarray, ids: np.ndarray, *, num_docs: int,
+                      deleted: np.ndarray | None = None) -> IdCheck:
+    """Check generative outputs against the corpus, not against the trie that produced them.
+
+    codes (n, k, depth) decoded code tuples and doc_idx (n, k) the documents returned for them (-1 rows /
+    -1 on padding); ids (num_docs, depth) the semantic ID of every row of the corpus table (row i = doc_idx i);
+    deleted (num_docs,) bool, removed rows. An output is valid when its doc_idx is a row of the corpus table,
+    not removed, and that row's ID equals the decoded tuple, so a trie that maps an ID to the wrong document,
+    or a decoder that leaves the trie, is caught.
+    """
+    codes, doc_idx, ids = np.asarray(codes), np.asarray(doc_idx), np.asarray(ids)
+    if codes.ndim != 3 or codes.shape[:2] != doc_idx.shape:
+        raise ValueError(f"codes must be (n, k, depth) and doc_idx (n, k); got {codes.shape} and {doc_idx.shape}")
+    if ids.shape != (num_docs, codes.shape[2]):
+        raise ValueError(f"ids must be ({num_docs}, {codes.shape[2]}) to match the corpus table and the decoder; "
+                         f"got {ids.shape}")
+    returned = (doc_idx >= 0) | (codes >= 0).any(axis=2)
+    in_table = (doc_idx >= 0) & (doc_idx < num_docs)
+    row = np.where(in_table, doc_idx, 0)
+    live = in_table if deleted is None else in_table & ~np.asarray(deleted, dtype=bool)[row]
+    same = (ids[row] == codes).all(axis=2) if num_docs else np.zeros_like(live)
+    return IdCheck(outputs=int(returned.sum()), valid=int((returned & live & same).sum()))
 
 
 def _stats_line(stats: dict) -> str:

@@ -161,3 +161,53 @@ def test_errors_name_the_fix():
         constrained_beam_search(dec, memory, mask, trie, beam_size=0, num_return=2)
     with pytest.raises(ValueError, match="d_mem"):
         constrained_beam_search(dec, memory[:, :, :5], mask, trie, beam_size=2, num_return=2)
+
+
+# ---------------------------------------------------------------------------------------------- ID check
+def _id_check(res, codes: np.ndarray, deleted: np.ndarray | None = None):
+    from genir.semantic import check_decoded_ids
+
+    return check_decoded_ids(res.codes.numpy(), res.doc_idx.numpy(), codes, num_docs=len(codes), deleted=deleted)
+
+
+def test_id_check_passes_constrained_and_reports_an_unconstrained_decoder():
+    # 8 IDs out of 5 * 4 * 3 = 60 possible: a random decoder left free mostly writes IDs no document has
+    codes, trie, dec, memory, mask = _setup(8, 8, (5, 4, 3))
+    on = constrained_beam_search(dec, memory, mask, trie, beam_size=8, num_return=8)
+    check = _id_check(on, codes)
+    assert (check.outputs, check.valid, check.share) == (24, 24, 1.0)
+    off = constrained_beam_search(dec, memory, mask, trie, beam_size=8, num_return=8, constrained=False)
+    check = _id_check(off, codes)
+    assert check.outputs == 24 and check.valid < check.outputs, "the unconstrained decoder must be caught"
+    # what the check calls valid is exactly the decoded IDs that are documents, mapped to the right one
+    real = {tuple(c): i for i, c in enumerate(codes.tolist())}
+    expected = sum(real.get(tuple(c)) == d for c, d in zip(off.codes.reshape(-1, 3).tolist(), off.doc_idx.reshape(-1).tolist()))
+    assert check.valid == expected
+    with pytest.raises(ValueError, match="constrained=True"):
+        constrained_beam_search(dec, memory, mask, trie, beam_size=8, num_return=8, renormalize=True, constrained=False)
+
+
+def test_id_check_catches_a_trie_that_maps_ids_to_the_wrong_documents():
+    # every output is a trie leaf, yet the leaves point at other rows: a check that asks the same trie passes
+    codes, _, dec, memory, mask = _setup(9, 12, (4, 3, 3))
+    wrong = IdTrie.from_codes(codes, np.roll(np.arange(12), 1), vocab_sizes=(4, 3, 3))
+    res = constrained_beam_search(dec, memory, mask, wrong, beam_size=12, num_return=12)
+    got = res.doc_idx.numpy()
+    assert (wrong.lookup(res.codes.numpy()[got >= 0]) == got[got >= 0]).all() and (got >= 0).any()
+    assert _id_check(res, codes).valid == 0
+
+
+def test_id_check_counts_each_failure_and_ignores_padding():
+    from genir.semantic import check_decoded_ids
+
+    ids = np.array([[0, 1], [1, 1], [2, 0]])
+    codes = np.array([[[0, 1], [1, 1], [2, 0], [1, 0], [2, 0], [-1, -1]]])
+    doc = np.array([[0, 1, 2, -1, 7, -1]])  # ok, ok, removed, no document, outside the table, padding
+    check = check_decoded_ids(codes, doc, ids, num_docs=3, deleted=np.array([False, False, True]))
+    assert (check.outputs, check.valid) == (5, 2)
+    assert check_decoded_ids(codes, doc, ids, num_docs=3).valid == 3
+    swapped = check_decoded_ids(codes[:, :2], doc[:, [1, 0]], ids, num_docs=3)  # real documents, wrong codes
+    assert (swapped.outputs, swapped.valid) == (2, 0)
+    assert np.isnan(check_decoded_ids(codes[:, 5:], doc[:, 5:], ids, num_docs=3).share)
+    with pytest.raises(ValueError, match="corpus table"):
+        check_decoded_ids(codes, doc, ids, num_docs=4)
