@@ -232,7 +232,8 @@ class TextEncoder(nn.Module):
         path = encoder_path(name)
         with quiet_transformers():
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-            self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+            # SDPA (or eager) attention takes the additive mask ``_run`` builds; flash kernels would not
+            self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False, attn_implementation="sdpa")
         n_layers = self.bert.config.num_hidden_layers
         if not 0 <= trainable_layers <= n_layers:
             raise ValueError(f"trainable_layers must be in 0..{n_layers}; got {trainable_layers}")
@@ -264,9 +265,9 @@ class TextEncoder(nn.Module):
         return enc["input_ids"].to(device), enc["attention_mask"].to(device).bool()
 
     def _run(self, layers: Sequence[nn.Module], h: Tensor, mask: Tensor) -> Tensor:
-        from transformers.masking_utils import create_bidirectional_mask
-
-        att = create_bidirectional_mask(config=self.bert.config, inputs_embeds=h, attention_mask=mask.long())
+        # BERT's extended attention mask, built here rather than by a private transformers helper: (B, 1, 1, S),
+        # 0 on real keys and the dtype's minimum on padding; eager and SDPA attention both add it to the scores
+        att = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
         for layer in layers:
             h = layer(h, att)
         return h

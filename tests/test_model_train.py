@@ -212,3 +212,19 @@ def test_training_pairs_reject_bad_input():
         make_pairs(["a"], ["t"], ["q"], [[3]], cfg=cfg)
     with pytest.raises(ValueError, match="one row per query"):
         make_pairs(["a"], ["t"], ["q"], np.array([[0], [0]]), cfg=cfg)
+
+
+@pytest.mark.parametrize("trainable_layers", [0, 2])
+def test_text_encoder_states_equal_a_plain_transformers_forward(trainable_layers):
+    # genir builds BERT's attention mask itself (no private transformers module): padded batches, frozen part
+    # plus trainable top, must give what the model's own forward gives with the same attention mask
+    from genir.model import TextEncoder
+
+    enc = TextEncoder(trainable_layers=trainable_layers)
+    texts = ["vitamin d", "does vitamin d supplementation lower fracture risk in older adults", "x y z"]
+    states, mask = enc(texts)
+    ids, ref_mask = enc.tokenize(texts)
+    with torch.no_grad():
+        ref = enc.bert(input_ids=ids, attention_mask=ref_mask.long()).last_hidden_state
+    assert torch.equal(mask, ref_mask) and not mask.all(), "the batch must contain padding"
+    torch.testing.assert_close(states[mask], ref[mask], rtol=1e-5, atol=1e-5)
