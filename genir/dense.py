@@ -15,6 +15,32 @@ logger = logging.getLogger(__name__)
 METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 
 
+def search_params(cfg: DenseConfig) -> dict[str, int]:
+    """DenseConfig's search-time parameters under the names faiss.ParameterSpace knows."""
+    return {"nprobe": cfg.nprobe, "efSearch": cfg.hnsw_ef_search}
+
+
+def apply_search_params(index: faiss.Index, params: dict[str, int], *, space: faiss.ParameterSpace | None = None
+                        ) -> dict[str, int]:
+    """Set each of ``params`` that ``index`` (or an index it wraps) has; returns the ones that applied.
+
+    faiss.ParameterSpace reaches through wrappers (PCA/OPQ pre-transforms, IDMap, Refine, an IVF's HNSW
+    quantizer, GPU replicas) that a downcast + hasattr misses: "PCA64,IVF256,Flat" used to keep nprobe=1.
+    A parameter no part of the index has (nprobe on HNSW) is skipped; any other faiss error is raised.
+    """
+    space = faiss.ParameterSpace() if space is None else space
+    applied = {}
+    for name, value in params.items():
+        try:
+            space.set_index_parameter(index, name, value)
+        except RuntimeError as exc:
+            if f"could not set parameter {name}" not in str(exc):
+                raise
+            continue
+        applied[name] = value
+    return applied
+
+
 class DenseIndex:
     """FAISS index over (n, d) float32 vectors; row i is doc_idx i. Removed rows are masked, not re-packed,
     so doc_idx stays stable across add/remove."""
@@ -23,7 +49,8 @@ class DenseIndex:
         self.index = index
         self.cfg = cfg
         self.deleted = np.zeros(index.ntotal, dtype=bool) if deleted is None else deleted
-        self._apply_params(index)
+        self.search_params = apply_search_params(index, search_params(cfg))  # the ones this index type has
+        logger.debug("faiss search parameters for %s: %s", cfg.factory, self.search_params)
         self._search_index = self._maybe_gpu(index)
 
     @classmethod
@@ -43,20 +70,17 @@ class DenseIndex:
         index.add(emb)
         return cls(index, cfg)
 
-    def _apply_params(self, index: faiss.Index) -> None:
-        base = faiss.downcast_index(index)
-        if hasattr(base, "hnsw"):
-            base.hnsw.efSearch = self.cfg.hnsw_ef_search
-        if hasattr(base, "nprobe"):
-            base.nprobe = self.cfg.nprobe
-
     def _maybe_gpu(self, index: faiss.Index) -> faiss.Index:
         # faiss-gpu and faiss-cpu install the same module; only the former reports GPUs.
         if self.cfg.use_gpu and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
             try:
-                return faiss.index_cpu_to_all_gpus(index)
+                gpu = faiss.index_cpu_to_all_gpus(index)
             except RuntimeError as exc:  # e.g. HNSW has no GPU version
                 logger.info("keeping %s on CPU: %s", self.cfg.factory, exc)
+            else:
+                # set again on the GPU copy rather than trusting the cloner to carry every parameter over
+                apply_search_params(gpu, search_params(self.cfg), space=faiss.GpuParameterSpace())
+                return gpu
         return index
 
     def __len__(self) -> int:
