@@ -106,7 +106,6 @@ def index(
         model=ModelConfig(trainable_encoder_layers=trainable_encoder_layers),
         train=TrainConfig(epochs=epochs, batch_size=train_batch_size, checkpoint_every=checkpoint_every, seed=seed),
         decode=DecodeConfig(beam_size=beam_size),
-        seed=seed,
     )
     from genir.data import available_splits, load_corpus
 

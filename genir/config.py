@@ -22,6 +22,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a (nested) config dataclass; unknown keys are an error naming the valid ones."""
     names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    data = {k: v for k, v in data.items() if k not in REMOVED_FIELDS.get(cls.__name__, ())}
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; expected some of {sorted(names)}")
@@ -122,7 +123,11 @@ class IndexConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig())  # seq2seq training and data mix
     decode: DecodeConfig = field(default_factory=lambda: DecodeConfig())  # constrained beam search
     hybrid: HybridConfig = field(default_factory=lambda: HybridConfig())  # fusion (replaced by the dev-tuned one)
-    seed: int = 0  # global seed
+
+
+# Fields saved configs may still carry but that are gone, per config class. IndexConfig.seed was never read
+# (codec.seed and train.seed are the seeds; `genir index --seed` sets both), so dropping it changes nothing.
+REMOVED_FIELDS: dict[str, tuple[str, ...]] = {"IndexConfig": ("seed",)}
 
 
 @dataclass(frozen=True)

@@ -96,3 +96,22 @@ def test_add_and_remove_without_rebuild(tmp_path):
     assert len(back) == 11 and back.deleted.sum() == 2
     np.testing.assert_array_equal(back.search_arrays(["recipe oven"], 5, mode="bm25").doc_idx,
                                   idx.search_arrays(["recipe oven"], 5, mode="bm25").doc_idx)
+
+
+def test_index_config_has_no_dead_seed_and_old_manifests_still_load(base_index, tmp_path):
+    # IndexConfig.seed was saved but never read; indexes written with it must keep loading, same config
+    import json
+
+    from genir.config import from_dict, to_dict
+    from genir.store import current_version
+
+    assert "seed" not in to_dict(IndexConfig())
+    assert from_dict(IndexConfig, {**to_dict(IndexConfig()), "seed": 3}) == IndexConfig()
+    base_index.save(tmp_path / "idx")
+    manifest = current_version(tmp_path / "idx") / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["config"]["seed"] = 0  # as every manifest written before the field went away
+    manifest.write_text(json.dumps(data))
+    assert GenerativeIndex.load(tmp_path / "idx", device="cpu").cfg == base_index.cfg
+    with pytest.raises(ValueError, match="unknown IndexConfig fields"):
+        from_dict(IndexConfig, {"seeds": 1})
