@@ -93,7 +93,7 @@ def index(
 
         config = with_overrides(RecConfig(codec=CodecConfig(scheme=ids, levels=levels, codebook_size=codebook_size,
                                                             seed=seed), seed=seed), overrides or [])
-        summary = commands.index(data_dir, out=out, config=config)
+        summary = commands.index(data_dir, out=out, config=config, checkpoint_dir=workdir, resume=resume)
         typer.echo(f"indexed {summary['users']} users, {summary['items']} items from {data_dir} into {out} "
                    f"({summary['version']}); modes: {', '.join(summary['modes'])}")
         return

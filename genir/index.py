@@ -22,7 +22,7 @@ from genir.data.types import Corpus, Qrels, Queries
 from genir.dense import DenseIndex
 from genir.embed import Embedder
 from genir.ranking import finalize
-from genir.store import read_manifest, verify, write_version
+from genir.store import open_version, read_manifest, write_version
 
 logger = logging.getLogger(__name__)
 
@@ -299,10 +299,7 @@ class GenerativeIndex:
     @classmethod
     def load(cls, path: Path, *, device: str = "auto", checksums: bool = True) -> "GenerativeIndex":
         """Open an index directory; checks the manifest and (by default) every file's sha256."""
-        from genir.store import current_version
-
-        manifest = verify(Path(path), checksums=checksums)
-        folder = current_version(Path(path))
+        folder, manifest = open_version(Path(path), checksums=checksums)  # CURRENT read once: load what was verified
         if manifest.get("kind", "retrieval") != "retrieval":
             raise ValueError(f"{path} is a {manifest['kind']!r} index, not a retrieval index; use `genir recommend`")
         cfg = from_dict(IndexConfig, manifest["config"])

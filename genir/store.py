@@ -68,7 +68,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -103,7 +103,7 @@ def _finish_version(folder: Path, manifest: dict[str, Any]) -> None:
     crash_point("rename manifest")
     os.replace(tmp, folder / MANIFEST)
     for sub in {p.parent for p in _files(folder)} | {folder}:
-        _fsync_dir(sub)
+        fsync_dir(sub)
 
 
 @contextlib.contextmanager
@@ -163,7 +163,16 @@ def read_manifest(version: Path) -> dict[str, Any]:
 
 
 def verify(path: Path, *, checksums: bool = True) -> dict[str, Any]:
-    """Check the manifest and every file (presence, size, sha256). Returns the manifest."""
+    """Check the live version's manifest and every file (presence, size, sha256). Returns the manifest."""
+    return open_version(path, checksums=checksums)[1]
+
+
+def open_version(path: Path, *, checksums: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Resolve CURRENT once and verify that version -> (version folder, manifest).
+
+    Loaders read their files from the returned folder, never from CURRENT again: a writer may switch CURRENT
+    at any moment, and a second read could load another version than the one verified.
+    """
     version = current_version(path)
     manifest = read_manifest(version)
     for rel, meta in manifest.get("files", {}).items():
@@ -174,7 +183,7 @@ def verify(path: Path, *, checksums: bool = True) -> dict[str, Any]:
             raise IndexFormatError(f"size mismatch for {f}: {f.stat().st_size} bytes, manifest says {meta['bytes']}")
         if checksums and sha256_file(f) != meta["sha256"]:
             raise IndexFormatError(f"checksum mismatch for {f}: the file changed after the index was written")
-    return manifest
+    return version, manifest
 
 
 def check_writable(path: Path) -> None:
@@ -216,12 +225,12 @@ def write_version(path: Path, write: Callable[[Path], dict[str, Any]]) -> Path:
             os.fsync(f.fileno())
         crash_point("switch pointer")
         os.replace(pointer_tmp, root / CURRENT)
-        _fsync_dir(root)
+        fsync_dir(root)
         if fresh:
             (root / ".lock").touch()  # created with the index, so a failed update leaves the folder as it was
             crash_point("rename index")
             os.replace(root, path)
-            _fsync_dir(parent)
+            fsync_dir(parent)
         crash_point("collect garbage")
     except BaseException:
         if fresh:

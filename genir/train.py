@@ -7,16 +7,13 @@ forward pass, so a run resumed from a checkpoint ends with the same weights as a
 
 Checkpoint ``workdir/checkpoints/step-00000100/``: ``model.safetensors`` (trained parameters),
 ``optimizer.safetensors`` (AdamW moments and step counts per parameter) and ``state.json`` (step, names,
-config). Each is written to a temporary folder that is renamed into place. No pickle.
+config, fingerprint), written by genir.checkpoint (temporary folder renamed into place). No pickle.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +22,15 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from genir import checkpoint
 from genir.config import TrainConfig, to_dict
 from genir.progress import progress_enabled
-from genir.store import crash_point
 
 logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
-CHECKPOINT_FORMAT = 1
 
 
 class Batches(Protocol):
@@ -163,6 +158,8 @@ def train_model(
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt_dir = Path(workdir) / "checkpoints" if workdir is not None else None
     start = 0
+    if ckpt_dir is not None and info.rank == 0:
+        checkpoint.prepare(ckpt_dir, resume=resume)  # without resume, an earlier run's checkpoints are removed
     if resume and ckpt_dir is not None:
         latest = latest_checkpoint(ckpt_dir)
         if latest is not None:
@@ -228,86 +225,50 @@ def _save_on_rank0(info: DistInfo, folder: Path, step: int, model: nn.Module, op
         dist.barrier()  # no rank runs ahead of a checkpoint it might need to resume from
 
 
-def save_checkpoint(
-    folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, *, cfg: TrainConfig, loss: float,
-    examples: int | None = None,
-) -> Path:
-    """Write ``folder/step-XXXXXXXX`` atomically (temp folder + rename) and prune old checkpoints."""
-    folder.mkdir(parents=True, exist_ok=True)
-    names = list(_trained(model))
-    index = {id(p): i for i, p in enumerate(_trained(model).values())}
-    opt_tensors: dict[str, Tensor] = {}
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            for key, value in optimizer.state.get(p, {}).items():
-                if torch.is_tensor(value):
-                    opt_tensors[f"{names[index[id(p)]]}::{key}"] = value.detach().cpu().contiguous()
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step-{step}-", dir=folder))
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in _trained(model).items()}, str(tmp / "model.safetensors"))
-        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        state = {"format": CHECKPOINT_FORMAT, "step": step, "loss": loss, "parameters": names, "train_config": to_dict(cfg),
-                 "examples": examples}
-        (tmp / "state.json").write_text(json.dumps(state, indent=2))
-        crash_point("train.checkpoint.written")  # complete files under a temp name: resume must ignore them
-        final = folder / f"step-{step:08d}"
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        crash_point("train.checkpoint.renamed")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    for old in _checkpoints(folder)[: -max(1, cfg.keep_checkpoints)]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def _checkpoints(folder: Path) -> list[Path]:
-    found = [p for p in folder.glob("step-*") if (p / "state.json").exists()] if folder.exists() else []
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    """Newest complete checkpoint folder under ``folder`` (temp folders of interrupted writes are ignored)."""
-    found = _checkpoints(Path(folder))
-    return found[-1] if found else None
-
-
 # settings that may change between a run and its resumption without changing what it computes
 RESUMABLE_FIELDS = ("checkpoint_every", "keep_checkpoints")
 
 
-def _check_resumable(path: Path, state: dict, cfg: TrainConfig, examples: int | None) -> None:
-    """Refuse to resume from a checkpoint of another run: other training settings or another training set
-    would silently give a model that matches neither run."""
-    saved, now = dict(state.get("train_config") or {}), json.loads(json.dumps(to_dict(cfg)))
-    for name in RESUMABLE_FIELDS:
-        saved.pop(name, None), now.pop(name, None)
-    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    if changed:
-        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
-        raise ValueError(f"cannot resume from {path}: training settings differ ({diffs}); "
-                         "use the same settings or another --workdir")
-    if None not in (state.get("examples"), examples) and state["examples"] != examples:
-        raise ValueError(f"cannot resume from {path}: it trained on {state['examples']} examples, this run has "
-                         f"{examples} (other documents or queries); use another --workdir")
+def train_fingerprint(train_config: dict, examples: int | None) -> checkpoint.Fingerprint:
+    """What a retrieval checkpoint trained on: the TrainConfig fields (as a dict) and the number of examples."""
+    return checkpoint.fingerprint(train_config, data="" if examples is None else f"{examples} examples",
+                                  leave_out=lambda name: name in RESUMABLE_FIELDS)
+
+
+def _legacy_fingerprint(state: dict) -> checkpoint.Fingerprint:
+    """Format-1 checkpoints (before genir.checkpoint) stored the TrainConfig and the example count."""
+    return train_fingerprint(state.get("train_config") or {}, state.get("examples"))
+
+
+def save_checkpoint(
+    folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, *, cfg: TrainConfig, loss: float,
+    examples: int | None = None,
+) -> Path:
+    """Write ``folder/step-XXXXXXXX`` atomically (genir.checkpoint) and prune old checkpoints."""
+    params = _trained(model)
+    return checkpoint.write(
+        folder, step, {"model": params, "optimizer": checkpoint.optimizer_tensors(params, optimizer)},
+        {"loss": loss, "parameters": list(params), "train_config": to_dict(cfg), "examples": examples},
+        fingerprint=train_fingerprint(to_dict(cfg), examples), keep=cfg.keep_checkpoints)
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """Newest complete checkpoint folder under ``folder`` (temp folders of interrupted writes are ignored)."""
+    return checkpoint.latest(folder)
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
                     cfg: TrainConfig | None = None, examples: int | None = None) -> int:
     """Load weights (and optimizer moments) from a checkpoint folder; returns its step. With ``cfg`` (a
-    resume), a checkpoint of other training settings, or of another number of ``examples``, is refused."""
-    state = json.loads((path / "state.json").read_text())
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} has checkpoint format {state.get('format')}; expected {CHECKPOINT_FORMAT}")
-    if cfg is not None:
-        _check_resumable(path, state, cfg, examples)
+    resume), a checkpoint of other training settings, or of another number of ``examples``, is refused.
+    Checkpoints of the first format (before genir.checkpoint) load too."""
+    now = train_fingerprint(to_dict(cfg), examples) if cfg is not None else None
+    state = checkpoint.read(path, now, legacy=_legacy_fingerprint)
     params = _trained(model)
     if list(params) != state["parameters"]:
         missing = sorted(set(state["parameters"]) ^ set(params))[:5]
         raise ValueError(f"{path} was saved from a different model (parameters differ, e.g. {missing}); check ModelConfig")
-    weights = load_file(str(path / "model.safetensors"))
+    weights = checkpoint.tensors(path, "model")
     wrong = [n for n, p in params.items() if weights[n].shape != p.shape]
     if wrong:
         raise ValueError(f"{path} was saved from a different model (shapes differ for {wrong[:5]}); check ModelConfig")
@@ -315,12 +276,7 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         for name, p in params.items():
             p.copy_(weights[name].to(p.device))
     if optimizer is not None:
-        moments = load_file(str(path / "optimizer.safetensors"))
-        for name, p in params.items():
-            entry = {key.split("::", 1)[1]: v for key, v in moments.items() if key.split("::", 1)[0] == name}
-            if entry:
-                # "step" stays on CPU as AdamW keeps it; the moments follow the parameter
-                optimizer.state[p] = {k: (v if k == "step" else v.to(p.device)) for k, v in entry.items()}
+        checkpoint.load_optimizer(params, optimizer, checkpoint.tensors(path, "optimizer"))
     return int(state["step"])
 
 

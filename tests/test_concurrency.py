@@ -75,3 +75,52 @@ def test_readers_during_add(tmp_path, capsys):
     answers = [json.dumps(s) for s in seen + other["seen"]]
     assert set(answers) <= set(versions)
     assert versions[0] in answers
+
+
+def _switch_current_after_manifest_read(monkeypatch, index_dir, to: str) -> list[dict]:
+    """Make a writer switch CURRENT to version ``to`` right after a loader read (verified) the live manifest;
+    -> the manifests read, so a test can check the loader loaded the version it verified."""
+    from genir import store
+
+    seen, read = [], store.read_manifest
+
+    def read_then_switch(version):
+        seen.append(read(version))
+        (index_dir / store.CURRENT).write_text(to + "\n")
+        return seen[-1]
+
+    monkeypatch.setattr(store, "read_manifest", read_then_switch)
+    return seen
+
+
+def test_index_load_reads_the_version_it_verified(tmp_path, monkeypatch, capsys):
+    index_dir = tmp_path / "idx"
+    for argv in (["index", str(_corpus(tmp_path / "a", range(30))), "--out", str(index_dir), "--no-generative",
+                  "--device", "cpu", "--no-verbose"],
+                 ["add", str(index_dir), str(_corpus(tmp_path / "new", range(100, 110), topic="zebras")),
+                  "--device", "cpu"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+    capsys.readouterr()
+    live = answer(index_dir)  # v000002, with the zebra documents
+    seen = _switch_current_after_manifest_read(monkeypatch, index_dir, "v000001")
+    idx = GenerativeIndex.load(index_dir, device="cpu")
+    assert [m["counts"]["documents"] for m in seen] == [40]
+    assert len(idx) == 40  # before: the v000002 manifest verified, then v000001's 30 documents loaded
+    assert [[h.doc_id for h in hits] for hits in idx.search(PROBE, k=3, mode="bm25")] == live
+
+
+def test_recommender_load_reads_the_version_it_verified(tmp_path, monkeypatch):
+    from genir.config import RecConfig
+    from genir.rec.recommender import Recommender
+    from genir.rec.synthetic import planted_sequences
+
+    index_dir = tmp_path / "rec"
+    for users in (40, 60):  # v000001, v000002
+        Recommender.build(planted_sequences(num_users=users, num_items=12, seed=1), RecConfig(),
+                          modes=["popular"]).save(index_dir)
+    seen = _switch_current_after_manifest_read(monkeypatch, index_dir, "v000001")
+    rec = Recommender.load(index_dir)
+    assert [m["counts"]["users"] for m in seen] == [60]
+    assert rec.data.num_users == 60  # before: the v000002 manifest verified, then v000001's 40 users loaded

@@ -32,7 +32,7 @@ def folder(tmp_path_factory):
 def test_index_recommend_evaluate(folder, tmp_path):
     summary = commands.index(folder, out=tmp_path / "idx", config=CFG)
     assert summary["users"] == 80 and summary["items"] == 30 and summary["modes"] == ["generative", "sasrec", "popular"]
-    assert (tmp_path / "idx.checkpoints" / "tiger" / "train_state.json").exists()
+    assert [p.name for p in (tmp_path / "idx.work" / "tiger").iterdir()] == ["epoch-00000002"]  # newest only
     recs = commands.recommend(tmp_path / "idx", user="u1", k=10)
     assert len(recs) == 10 and recs[0]["rank"] == 1 and recs[0]["text"].startswith("group")
     assert len(commands.recommend(tmp_path / "idx", history=["i3", "i4"], k=5, mode="sasrec")) == 5
@@ -54,7 +54,7 @@ def test_resume_from_checkpoint_continues(folder, tmp_path):
     assert first["reports"]["generative"]["train"]["epochs"] == 2
     # a longer run over the same checkpoints continues after epoch 2 instead of starting again
     more = commands.index(folder, out=tmp_path / "b", config=replace(CFG, patience=100, max_epochs=3),
-                          modes=["generative"], checkpoint_dir=tmp_path / "ck")
+                          modes=["generative"], checkpoint_dir=tmp_path / "ck", resume=True)
     history = more["reports"]["generative"]["train"]["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[:2] == first["reports"]["generative"]["train"]["history"]
@@ -69,9 +69,9 @@ def test_resume_refuses_a_different_run(folder, tmp_path):
     from dataclasses import replace
 
     commands.index(folder, out=tmp_path / "a", config=CFG, modes=["sasrec"], checkpoint_dir=tmp_path / "ck")
-    with pytest.raises(ValueError, match="different run"):
+    with pytest.raises(ValueError, match=r"different run: training settings differ \(sasrec_dim: 16 -> 8\)"):
         commands.index(folder, out=tmp_path / "b", config=replace(CFG, sasrec_dim=8), modes=["sasrec"],
-                       checkpoint_dir=tmp_path / "ck")
+                       checkpoint_dir=tmp_path / "ck", resume=True)
 
 
 def test_resume_with_more_patience_trains_on(folder, tmp_path):
@@ -83,7 +83,7 @@ def test_resume_with_more_patience_trains_on(folder, tmp_path):
     train = first["reports"]["sasrec"]["train"]
     assert train["epochs"] == 1 and train["stopped_early"]
     more = commands.index(folder, out=tmp_path / "b", config=replace(CFG, patience=100, max_epochs=2),
-                          modes=["sasrec"], checkpoint_dir=tmp_path / "ck")
+                          modes=["sasrec"], checkpoint_dir=tmp_path / "ck", resume=True)
     history = more["reports"]["sasrec"]["train"]["history"]
     assert [h["epoch"] for h in history] == [1, 2] and history[:1] == train["history"]
     assert not more["reports"]["sasrec"]["train"]["stopped_early"]

@@ -1,6 +1,6 @@
 """Plain functions behind the CLI's recommendation commands (genir.cli wires the options to them).
 
-    genir index DATA --task recommend --out DIR        -> index(DATA, out=DIR)
+    genir index DATA --task recommend --out DIR [--workdir W --resume] -> index(DATA, out=DIR, checkpoint_dir=W, resume=...)
     genir recommend DIR --user U | --history A,B -k 10 -> recommend(DIR, user=U | history=[A, B], k=10)
     genir eval DIR --data DATA --split test --mode generative --mode sasrec --mode popular --out REPORT.json
                                                        -> evaluate(DIR, data=DATA, split="test", modes=[...], out=...)
@@ -19,19 +19,20 @@ logger = logging.getLogger(__name__)
 
 
 def index(data: str | Path, *, out: str | Path, config: RecConfig | None = None, modes: Sequence[str] = MODES,
-          checkpoint_dir: str | Path | None = None, progress: bool | None = None) -> dict:
+          checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool | None = None) -> dict:
     """Build a recommendation index from an Amazon-format folder (see genir.data.amazon) and save it.
 
-    Training checkpoints go to ``checkpoint_dir`` (default ``OUT.checkpoints``), so an interrupted build
-    resumes where it stopped. -> summary dict (counts, modes, training reports).
+    Training checkpoints (one per epoch) go to ``checkpoint_dir`` (default ``OUT.work``, as for retrieval);
+    ``resume=True`` continues an interrupted build from them, and ends as an uninterrupted one would.
+    -> summary dict (counts, modes, training reports).
     """
     from genir.data.amazon import load_sequences
 
     data, out = Path(data), Path(out)
     sequences = load_sequences(data)
-    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else out.with_name(out.name + ".checkpoints")
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else out.with_name(out.name + ".work")
     rec = Recommender.build(sequences, config or RecConfig(), modes=modes, dataset=data.name, checkpoint_dir=ckpt,
-                            progress=progress)
+                            resume=resume, progress=progress)
     version = rec.save(out)
     return {"index": str(out), "version": version.name, "dataset": data.name, "users": rec.data.num_users,
             "items": rec.data.num_items, "modes": list(rec.modes), "reports": rec.reports}

@@ -82,8 +82,12 @@ class Recommender:
     # ------------------------------------------------------------------------------------------ build
     @classmethod
     def build(cls, sequences: Sequences, cfg: RecConfig = RecConfig(), *, modes: Sequence[str] = MODES,
-              dataset: str = "", checkpoint_dir: Path | None = None, progress: bool | None = None) -> "Recommender":
-        """Train the requested modes on the training parts; early stopping on (a sample of) validation."""
+              dataset: str = "", checkpoint_dir: Path | None = None, resume: bool = True,
+              progress: bool | None = None) -> "Recommender":
+        """Train the requested modes on the training parts; early stopping on (a sample of) validation.
+
+        Per-epoch checkpoints go to ``checkpoint_dir``; ``resume`` continues from them (they are fingerprinted,
+        so another run's are refused), ``resume=False`` starts over and removes them."""
         modes = _check_modes(modes)
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads)
@@ -96,17 +100,18 @@ class Recommender:
             if "sasrec" in modes:
                 t0 = time.perf_counter()
                 ranker, report = SASRecRecommender.train(rec.data, valid, cfg=cfg, progress=progress,
-                                                         checkpoint_dir=ckpt / "sasrec" if ckpt else None)
+                                                         checkpoint_dir=ckpt / "sasrec" if ckpt else None,
+                                                         resume=resume)
                 rec.sasrec = ranker.model
                 rec.reports["sasrec"] = {"train": report.to_dict(), "seconds": time.perf_counter() - t0}
             if "generative" in modes:
                 rec._build_generative(_sample(valid, cfg.valid_users, cfg.seed), ckpt / "tiger" if ckpt else None,
-                                      progress)
+                                      resume, progress)
         finally:
             torch.set_num_threads(threads)
         return rec
 
-    def _build_generative(self, valid: Examples, ckpt: Path | None, progress: bool | None) -> None:
+    def _build_generative(self, valid: Examples, ckpt: Path | None, resume: bool, progress: bool | None) -> None:
         cfg, t0 = self.cfg, time.perf_counter()
         self.vectors = item_vectors.item_embeddings(
             self.data.item_text, train_parts(self.data), source=cfg.item_embedding, cooc_dim=cfg.cooc_dim,
@@ -126,7 +131,7 @@ class Recommender:
         buckets = self._user_buckets(self.data.user_ids)[owners]
         t2 = time.perf_counter()
         report = train_tiger(self.tiger, self._ranker(), windows, buckets, valid, cfg=cfg, checkpoint_dir=ckpt,
-                             progress=progress)
+                             resume=resume, progress=progress)
         self.reports["generative"] = {"train": report.to_dict(), "item_embedding": source, "codec": stats,
                                       "embed_seconds": t1 - t0, "codec_seconds": t2 - t1,
                                       "seconds": time.perf_counter() - t0}
@@ -276,13 +281,12 @@ class Recommender:
     @classmethod
     def load(cls, path: Path, *, checksums: bool = True) -> "Recommender":
         """Open an index directory written by ``save`` (checks the manifest and, by default, every sha256)."""
-        from genir.store import current_version, verify
+        from genir.store import open_version
 
-        manifest = verify(Path(path), checksums=checksums)
+        folder, manifest = open_version(Path(path), checksums=checksums)  # CURRENT read once: load what was verified
         if manifest.get("kind") != KIND:
             raise ValueError(f"{path} is a {manifest.get('kind', 'retrieval')!r} index, not a recommendation index; "
                              "build one with `genir index DATA --task recommend`")
-        folder = current_version(Path(path))
         cfg = rec_config_from_dict(manifest["config"])
         items = read_parquet(folder / "items.parquet")
         seqs = read_parquet(folder / "sequences.parquet")

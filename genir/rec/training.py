@@ -1,13 +1,12 @@
 """One training loop for every recommender model: epochs, early stopping on validation, checkpoints, resume.
 
 Each epoch reseeds numpy and torch from (seed, epoch), so a run resumed from a checkpoint continues
-exactly as an uninterrupted run would. Checkpoints are safetensors (model, best model, optimizer tensors)
-plus a JSON state file; no pickle.
+exactly as an uninterrupted run would. Every epoch writes ``CHECKPOINT_DIR/epoch-00000003/`` through
+genir.checkpoint (temporary folder renamed into place): model, best model and optimizer tensors as
+safetensors plus state.json (report, epochs without improvement, learning rates, fingerprint); no pickle.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -17,14 +16,15 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from genir import checkpoint
 from genir.progress import track
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "train_state.json"
+LEGACY_STATE = "train_state.json"  # checkpoints written in place before genir.checkpoint (not resumable)
+KEEP = 1  # epoch checkpoints kept: the newest is complete (renamed into place) before the previous one goes
 
 
 # config fields a resumed run may change: they decide how long to train, not what an epoch trains; a resumed
@@ -45,20 +45,16 @@ def _shapes(model: str, name: str) -> bool:
     return True
 
 
-def fingerprint_of(cfg, *arrays: np.ndarray, model: str = "") -> str:
-    """sha256 of a config dataclass and arrays: what a checkpoint was trained on.
+def fingerprint_of(cfg, *arrays: np.ndarray, model: str = "") -> checkpoint.Fingerprint:
+    """What a checkpoint was trained on: a config dataclass's fields and a sha256 of the arrays.
 
     RESUMABLE fields are left out; with ``model`` ("sasrec" / "generative") so are RecConfig fields that do
     not shape that model's training, so tuning one model never invalidates the other's checkpoints.
     """
     from genir.config import to_dict
 
-    h = hashlib.sha256()
-    fixed = {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE and _shapes(model, k)}
-    h.update(json.dumps(fixed, sort_keys=True, default=str).encode())
-    for arr in arrays:
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
+    return checkpoint.fingerprint(to_dict(cfg), data=arrays,
+                                  leave_out=lambda name: name in RESUMABLE or not _shapes(model, name))
 
 
 LOG_EVERY = 120.0  # seconds between progress log lines inside an epoch (for runs without a terminal)
@@ -79,38 +75,40 @@ class TrainReport:
         return asdict(self)
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state dict into flat tensors (safetensors) and the JSON-able rest."""
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, st in sd["state"].items():
-        for key, value in st.items():
-            if torch.is_tensor(value):
-                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{key}"] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
-        pid, key = name.split(".", 1)
-        state.setdefault(int(pid), {})[key] = value
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 def _save_checkpoint(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, report: TrainReport, bad: int,
-                     fingerprint: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors, meta = _optimizer_tensors(opt)
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(folder / "last.safetensors"))
-    save_file(tensors, str(folder / "optimizer.safetensors"))
-    tmp = folder / (STATE_FILE + ".tmp")
-    state = {"report": report.to_dict(), "bad_epochs": bad, "optimizer": meta, "fingerprint": fingerprint}
-    tmp.write_text(json.dumps(state))
-    tmp.replace(folder / STATE_FILE)  # the state file is written last: it marks a complete checkpoint
+                     best_state: dict[str, torch.Tensor] | None, fingerprint: checkpoint.Fingerprint) -> None:
+    """One atomic checkpoint per epoch: last and best weights, optimizer and report always belong together."""
+    files = {"model": model.state_dict(), "optimizer": checkpoint.optimizer_tensors(dict(model.named_parameters()), opt)}
+    if best_state is not None:
+        files["best"] = best_state
+    state = {"report": report.to_dict(), "bad_epochs": bad, "lrs": [g["lr"] for g in opt.param_groups]}
+    checkpoint.write(folder, report.epochs, files, state, fingerprint=fingerprint, keep=KEEP, unit="epoch")
+
+
+def _resume(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, fingerprint: checkpoint.Fingerprint,
+            ) -> tuple[TrainReport, int, dict[str, torch.Tensor] | None] | None:
+    """Restore the newest checkpoint in ``folder`` -> (report, epochs without improvement, best weights), or None."""
+    last = checkpoint.latest(folder)
+    if last is None:
+        return None
+    state = checkpoint.read(last, fingerprint)
+    model.load_state_dict(checkpoint.tensors(last, "model"))
+    checkpoint.load_optimizer(dict(model.named_parameters()), opt, checkpoint.tensors(last, "optimizer"))
+    for group, lr in zip(opt.param_groups, state["lrs"]):
+        group["lr"] = lr  # decayed after epochs without improvement
+    best = checkpoint.tensors(last, "best") if (last / "best.safetensors").exists() else None
+    return TrainReport(**state["report"]), int(state["bad_epochs"]), best
+
+
+def _prepare(folder: Path, resume: bool) -> None:
+    if (folder / LEGACY_STATE).exists():
+        if resume:
+            raise ValueError(f"{folder} holds a checkpoint of an older genir, written in place (a kill could leave "
+                             "its weights and report from different epochs); delete it, use another --workdir, "
+                             "or train without --resume")
+        for name in (LEGACY_STATE, "last.safetensors", "best.safetensors", "optimizer.safetensors"):
+            (folder / name).unlink(missing_ok=True)
+    checkpoint.prepare(folder, resume=resume)
 
 
 def fit(
@@ -130,29 +128,25 @@ def fit(
     resume: bool = True,
     progress: bool | None = None,
     description: str = "train",
-    fingerprint: str = "",
+    fingerprint: checkpoint.Fingerprint = checkpoint.Fingerprint({}, ""),
 ) -> TrainReport:
     """Train ``model`` in place and leave it holding the weights of the best validation epoch.
 
     batches(rng) yields one epoch of batches; loss_fn(model, batch) -> scalar loss; validate() ->
     metrics dict containing ``metric`` (higher is better); every epoch without improvement multiplies the
     learning rate by ``lr_decay``. With ``checkpoint_dir``, every epoch saves
-    the last and best weights, and ``resume`` continues from whatever is there; ``fingerprint`` (e.g. a
-    hash of config and targets) must match the checkpoint's, so a resume never mixes incompatible runs.
+    the last and best weights, and ``resume`` continues from the newest checkpoint there (without it, earlier
+    checkpoints are removed); ``fingerprint`` (fingerprint_of config and targets) must match the checkpoint's,
+    so a resume never mixes incompatible runs.
     """
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     report, bad, best_state = TrainReport(), 0, None
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if folder is not None and resume and (folder / STATE_FILE).exists():
-        saved = json.loads((folder / STATE_FILE).read_text())
-        if saved.get("fingerprint", "") != fingerprint:
-            raise ValueError(f"checkpoint {folder} belongs to a different run (data, IDs or config differ); "
-                             "delete it or train with resume=False")
-        report, bad = TrainReport(**saved["report"]), saved["bad_epochs"]
-        model.load_state_dict(load_file(str(folder / "last.safetensors")))
-        _load_optimizer(opt, load_file(str(folder / "optimizer.safetensors")), saved["optimizer"])
-        if (folder / "best.safetensors").exists():
-            best_state = load_file(str(folder / "best.safetensors"))
+    if folder is not None:
+        _prepare(folder, resume)
+    restored = _resume(folder, model, opt, fingerprint) if folder is not None and resume else None
+    if restored is not None:
+        report, bad, best_state = restored
         logger.info("%s: resumed after epoch %d (best %.4f at %d)", description, report.epochs, report.best_metric,
                     report.best_epoch)
     report.stopped_early = report.epochs > 0 and bad >= patience  # judged with this run's patience
@@ -188,9 +182,6 @@ def fit(
         if scores[metric] > report.best_metric:
             report.best_metric, report.best_epoch, bad = scores[metric], epoch, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if folder is not None:
-                folder.mkdir(parents=True, exist_ok=True)
-                save_file({k: v.contiguous() for k, v in best_state.items()}, str(folder / "best.safetensors"))
         else:
             bad += 1
             for group in opt.param_groups:
@@ -198,7 +189,7 @@ def fit(
         report.stopped_early = bad >= patience
         done = report.stopped_early or epoch >= max_epochs
         if folder is not None:
-            _save_checkpoint(folder, model, opt, report, bad, fingerprint)
+            _save_checkpoint(folder, model, opt, report, bad, best_state, fingerprint)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
