@@ -12,6 +12,7 @@ timing does not depend on training. Per size (10k / 100k / 1M IDs), for one batc
   unconstrained outputs for contrast.
 
     HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_decoding.py [--sizes 10000 100000 1000000] [--repeats 7]
+        [--device cpu|cuda]   (decoder, memory and trie on the device; faiss stays on the CPU)
 """
 from __future__ import annotations
 
@@ -34,6 +35,12 @@ from genir.trie import IdTrie
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "eval" / "results"
 LEVELS, VOCAB, QUERIES, BEAM, K, MEM_TOKENS, DIM = 3, 256, 64, 20, 10, 32, 384
+SYNC = False  # --device cuda: wait for the GPU before reading the clock (kernels run asynchronously)
+
+
+def _sync() -> None:
+    if SYNC:
+        torch.cuda.synchronize()
 
 
 def skewed_codes(n: int, *, seed: int = 0, exponent: float = 1.0) -> np.ndarray:
@@ -59,8 +66,10 @@ def timed(fns: dict, repeats: int) -> tuple[dict, dict]:
     times: dict = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            _sync()
             t = time.perf_counter()
             out[name] = fn()
+            _sync()
             times[name].append(time.perf_counter() - t)
     return {name: float(np.median(v)) for name, v in times.items()}, out
 
@@ -73,8 +82,10 @@ class TimedTrie:
         self.num_levels, self.vocab_sizes = trie.num_levels, trie.vocab_sizes
 
     def _timed(self, name: str, *args):
+        _sync()
         t = time.perf_counter()
         out = getattr(self.trie, name)(*args)
+        _sync()
         self.seconds += time.perf_counter() - t
         return out
 
@@ -90,10 +101,10 @@ class TimedTrie:
 
 def valid_rate(trie: IdTrie, codes: torch.Tensor, docs: torch.Tensor | None) -> float:
     """Share of returned IDs (non-padding) whose codes exist in the trie (and map to the returned doc)."""
-    flat = codes.reshape(-1, codes.shape[-1]).numpy()
+    flat = codes.reshape(-1, codes.shape[-1]).cpu().numpy()
     keep = (flat >= 0).all(axis=1)
     found = trie.lookup(flat[keep])
-    ok = found >= 0 if docs is None else (found >= 0) & (found == docs.reshape(-1).numpy()[keep])
+    ok = found >= 0 if docs is None else (found >= 0) & (found == docs.reshape(-1).cpu().numpy()[keep])
     return float(ok.mean()) if len(ok) else float("nan")
 
 
@@ -102,7 +113,7 @@ def bench_size(n: int, dec: IdDecoder, memory: torch.Tensor, mask: torch.Tensor,
 
     t = time.perf_counter()
     codes = skewed_codes(n, seed=n)
-    trie = IdTrie.from_codes(codes, vocab_sizes=dec.vocab_sizes[: codes.shape[1]])
+    trie = IdTrie.from_codes(codes, vocab_sizes=dec.vocab_sizes[: codes.shape[1]]).to(memory.device)
     build = time.perf_counter() - t
     search = lambda tr, renorm: constrained_beam_search(dec, memory, mask, tr, beam_size=BEAM, num_return=K, renormalize=renorm)  # noqa: E731
     probe = TimedTrie(trie)
@@ -142,7 +153,7 @@ def bench_size(n: int, dec: IdDecoder, memory: torch.Tensor, mask: torch.Tensor,
     return row
 
 
-def machine() -> dict:
+def machine(device: torch.device) -> dict:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "") if Path("/proc/cpuinfo").exists() else ""
     return {
         "platform": platform.platform(),
@@ -151,11 +162,12 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "device": "cpu",
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, device: torch.device) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,7 +182,8 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("number of IDs / vectors")
     ax.set_ylabel(f"ms per batch ({QUERIES} queries, beam {BEAM}, k {K})")
-    ax.set_title("Decoding cost vs corpus size (CPU, 1 thread)")
+    where = "CPU, 1 thread" if device.type == "cpu" else f"{device.type.upper()}; faiss on CPU"
+    ax.set_title(f"Decoding cost vs corpus size ({where})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -183,7 +196,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS / "decoding-cpu.json")
+    ap.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N: decoder, memory and trie")
     args = ap.parse_args()
+    from genir.train import resolve_device
+
+    global SYNC
+    device = resolve_device(args.device)
+    SYNC = device.type == "cuda"
     torch.set_num_threads(args.threads)
     import faiss
 
@@ -192,20 +211,21 @@ def main() -> None:
     # suffix vocabulary: large enough for the biggest size's collision groups (checked per size below)
     suffix_vocab = max(int(skewed_codes(n, seed=n)[:, -1].max()) + 1 for n in args.sizes)
     dec = IdDecoder((VOCAB,) * LEVELS + (suffix_vocab,), d_model=384, n_layers=2, n_heads=6, d_mem=DIM).eval()
-    memory = torch.randn(QUERIES, MEM_TOKENS, DIM)
+    memory = torch.randn(QUERIES, MEM_TOKENS, DIM)  # drawn on the CPU: the same inputs on every device
     mask = torch.ones(QUERIES, MEM_TOKENS, dtype=torch.bool)
+    dec, memory, mask = dec.to(device), memory.to(device), mask.to(device)
     rows = [bench_size(n, dec, memory, mask, args.repeats) for n in args.sizes]
     report = {
         "benchmark": "decoding",
         "command": " ".join(["HF_HUB_OFFLINE=1", Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
+        "machine": machine(device),
         "setup": {"levels": LEVELS, "codebook": VOCAB, "queries": QUERIES, "beam": BEAM, "k": K, "memory_tokens": MEM_TOKENS,
                   "decoder": "IdDecoder d384 x2 layers x6 heads, random weights", "repeats": args.repeats, "timing": "median"},
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    plot(rows, args.out.with_suffix(".png"))
+    plot(rows, args.out.with_suffix(".png"), device)
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -34,6 +35,25 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# `genir index` options that --task recommend honours (--epochs -> RecConfig.max_epochs, --beam-size ->
+# RecConfig.beam_size); any other option given with it is refused by name rather than silently dropped
+RECOMMEND_OPTIONS = ("data_dir", "out", "task", "seed", "ids", "levels", "codebook_size", "epochs", "beam_size",
+                     "workdir", "resume", "device", "overrides", "verbose")
+
+
+def _refuse_options(ctx: typer.Context, allowed: tuple[str, ...], *, applies_to: str) -> set[str]:
+    """Names of the command's parameters given on the command line (or environment); ValueError naming any
+    given one outside ``allowed`` (it "applies to ``applies_to``" only)."""
+    sources = {p.name: ctx.get_parameter_source(p.name) for p in ctx.command.params}
+    # compared by name: typer vendors its own click, so its ParameterSource enum is not click's
+    given = {name for name, src in sources.items() if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
+    refused = ["/".join(p.opts[:1] + list(getattr(p, "secondary_opts", []))[:1])  # --generative/--no-generative
+               for p in ctx.command.params if p.name in given and p.name not in allowed]
+    if refused:
+        raise ValueError(f"{', '.join(refused)} {'applies' if len(refused) == 1 else 'apply'} to {applies_to}")
+    return given
+
+
 def _dataset(data_dir: Path, split: Optional[str], dev_fraction: float, seed: int):
     from genir.data import load_dataset
 
@@ -42,6 +62,7 @@ def _dataset(data_dir: Path, split: Optional[str], dev_fraction: float, seed: in
 
 @app.command()
 def index(
+    ctx: typer.Context,
     data_dir: Path = typer.Argument(..., help="dataset folder (BEIR, MS MARCO passage; Amazon 5-core with --task recommend)"),
     out: Path = typer.Option(..., "--out", "-o", help="index directory to create or update"),
     task: str = typer.Option("retrieve", help="retrieve (documents for text queries) | recommend (next item for a user)"),
@@ -58,13 +79,15 @@ def index(
     levels: int = typer.Option(CodecConfig.levels, help="codebooks before the collision suffix"),
     codebook_size: int = typer.Option(CodecConfig.codebook_size, help="codes per level"),
     generative: bool = typer.Option(True, help="build the semantic IDs and seq2seq model (off: dense + BM25 only)"),
-    epochs: float = typer.Option(TrainConfig.epochs, help="seq2seq training epochs over the pair mix"),
+    epochs: float = typer.Option(TrainConfig.epochs, help="seq2seq training epochs over the pair mix (--task "
+                                 "recommend: at most this many, RecConfig.max_epochs; early stopping may end sooner)"),
     train_batch_size: int = typer.Option(TrainConfig.batch_size, help="seq2seq training batch size"),
     checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, min=0,
                                          help="training steps between checkpoints in --workdir (0 = only at the end)"),
     trainable_encoder_layers: int = typer.Option(ModelConfig.trainable_encoder_layers,
                                                  help="top MiniLM layers to fine-tune (0 = frozen, cached: CPU default)"),
-    beam_size: int = typer.Option(DecodeConfig.beam_size, help="beams of the constrained search"),
+    beam_size: int = typer.Option(DecodeConfig.beam_size, help="beams of the constrained search (--task recommend: "
+                                  "RecConfig.beam_size)"),
     tune_split: str = typer.Option("dev", help="split the hybrid fusion is tuned on ('' = keep defaults); never test"),
     workdir: Optional[Path] = typer.Option(None, help="training checkpoints and caches (default: OUT.work)"),
     resume: bool = typer.Option(False, help="continue training from the newest checkpoint in --workdir"),
@@ -91,9 +114,21 @@ def index(
         from genir.config import RecConfig, with_overrides
         from genir.rec import commands
 
-        config = with_overrides(RecConfig(codec=CodecConfig(scheme=ids, levels=levels, codebook_size=codebook_size,
-                                                            seed=seed), seed=seed), overrides or [])
-        summary = commands.index(data_dir, out=out, config=config, checkpoint_dir=workdir, resume=resume)
+        given = _refuse_options(ctx, RECOMMEND_OPTIONS, applies_to="--task retrieve")
+        base = RecConfig(codec=CodecConfig(scheme=ids, levels=levels, codebook_size=codebook_size, seed=seed),
+                         seed=seed)
+        if "epochs" in given:
+            if epochs != int(epochs) or epochs < 1:
+                raise ValueError(f"--epochs {epochs:g}: with --task recommend it is a whole number of epochs >= 1 "
+                                 "(RecConfig.max_epochs)")
+            if any(o.split("=", 1)[0].strip() == "max_epochs" for o in overrides or []):
+                raise ValueError("give --epochs N or --set max_epochs=N, not both")
+            base = replace(base, max_epochs=int(epochs))
+        if "beam_size" in given:
+            base = replace(base, beam_size=beam_size)
+        config = with_overrides(base, overrides or [])
+        summary = commands.index(data_dir, out=out, config=config, checkpoint_dir=workdir, resume=resume,
+                                 device=device)
         typer.echo(f"indexed {summary['users']} users, {summary['items']} items from {data_dir} into {out} "
                    f"({summary['version']}); modes: {', '.join(summary['modes'])}")
         return
@@ -162,6 +197,7 @@ def search(
 
 @app.command("eval")
 def eval_(
+    ctx: typer.Context,
     index_dir: Path = typer.Argument(..., help="index directory"),
     data: Path = typer.Option(..., "--data", help="dataset folder with queries and qrels"),
     split: str = typer.Option("dev", help="qrels split: test, train, ... or the carved 'dev' / 'train-dev'"),
@@ -182,8 +218,9 @@ def eval_(
     if manifest_of(index_dir).get("kind") == "recommend":
         from genir.rec import commands
 
+        _refuse_options(ctx, ("index_dir", "data", "split", "mode", "out", "device"), applies_to="retrieval indexes")
         report = commands.evaluate(index_dir, data=data, split=split, modes=mode or manifest_of(index_dir)["modes"],
-                                   out=out)
+                                   out=out, device=device)
         _print_report(report)
         return
     idx = GenerativeIndex.load(index_dir, device=device)
@@ -225,6 +262,7 @@ def recommend(
     k: int = typer.Option(10, "-k", help="number of items"),
     mode: str = typer.Option("generative", help="generative | sasrec | popular"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (where the models run)"),
 ) -> None:
     """Recommend the next items for a user or an item history."""
     from genir.rec import commands
@@ -232,7 +270,7 @@ def recommend(
     if (user is None) == (history is None):
         raise ValueError("give exactly one of --user USER_ID or --history ITEM,ITEM,...")
     items = [h.strip() for h in history.split(",") if h.strip()] if history is not None else None
-    recs = commands.recommend(index_dir, user=user, history=items, k=k, mode=mode)
+    recs = commands.recommend(index_dir, user=user, history=items, k=k, mode=mode, device=device)
     if as_json:
         typer.echo(json.dumps({"user": user, "history": items, "mode": mode, "items": recs}, indent=2))
         return

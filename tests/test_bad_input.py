@@ -85,6 +85,13 @@ def test_bad_dataset(built, case, capsys):
     (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--set", "bogus=1"], "unknown RecConfig"),
     (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--set", "dropout=high"],
      "dropout=high: expected type float"),
+    (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--factory", "HNSW32"],
+     "error: --factory applies to --task retrieve"),
+    (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--metric", "l2", "--no-generative"],
+     "error: --metric, --generative/--no-generative apply to --task retrieve"),
+    (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--epochs", "2.5"], "whole number"),
+    (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--epochs", "3", "--set", "max_epochs=4"],
+     "not both"),
 ])
 def test_bad_arguments(built, argv, expected, capsys):
     (built / "ids.txt").write_text("missing-doc\n")

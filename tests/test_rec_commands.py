@@ -3,6 +3,7 @@ Amazon-format folder written here."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -134,3 +135,47 @@ def test_index_saved_before_newer_options_loads_with_their_old_behaviour(folder,
     assert not rec.cfg.history_item_embedding and not rec.cfg.recency_embedding
     assert rec.cfg.sasrec_lr_decay == rec.cfg.lr_decay
     assert rec.recommend(user="u1", k=5) == before
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, list[str]]:
+    """Run `genir ARGV` -> (exit code, stdout, stderr lines)."""
+    from genir.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return e.value.code, out, err.strip().splitlines()
+
+
+def test_cli_recommendation_index_on_a_device_with_epochs_and_beam(folder, tmp_path, capsys):
+    import torch
+
+    from genir.config import to_dict
+    from genir.rec.recommender import Recommender
+
+    sets = ["item_embedding=cooc", "cooc_dim=8", "d_model=16", "encoder_layers=1", "decoder_layers=1", "heads=2",
+            "d_ff=32", "bf16=False", "sasrec_dim=16", "sasrec_layers=1"]
+    idx = tmp_path / "idx"
+    argv = ["index", folder, "--task", "recommend", "--out", idx, "--ids", "rqkmeans", "--levels", "2",
+            "--codebook-size", "8", "--no-verbose", "--device", "cpu", "--epochs", "1", "--beam-size", "12"]
+    code, _, err = _cli(argv + [a for s in sets for a in ("--set", s)], capsys)
+    assert code == 0, err
+    rec = Recommender.load(idx)
+    cfg = to_dict(rec.cfg)
+    assert cfg["max_epochs"] == 1 and cfg["beam_size"] == 12  # --epochs -> max_epochs, --beam-size -> beam_size
+    assert rec.reports["generative"]["train"]["epochs"] == rec.reports["sasrec"]["train"]["epochs"] == 1
+    code, out, err = _cli(["recommend", idx, "--user", "u1", "-k", "5", "--json", "--device", "cpu"], capsys)
+    assert code == 0 and len(json.loads(out)["items"]) == 5, err
+    code, out, err = _cli(["eval", idx, "--data", folder, "--split", "test", "--mode", "sasrec", "--device", "cpu"],
+                          capsys)
+    assert code == 0 and "sasrec" in out, err
+    # retrieval-only eval options are refused, not silently dropped
+    code, _, err = _cli(["eval", idx, "--data", folder, "--split", "test", "--measure", "nDCG@10"], capsys)
+    assert code == 2 and err == ["error: --measure applies to retrieval indexes"]
+    if not torch.cuda.is_available():  # the device reaches the command: a GPU that is not there is an error
+        for argv in (["index", folder, "--task", "recommend", "--out", tmp_path / "gpu", "--device", "cuda"],
+                     ["recommend", idx, "--user", "u1", "--device", "cuda"],
+                     ["eval", idx, "--data", folder, "--split", "test", "--device", "cuda"]):
+            code, _, err = _cli(argv, capsys)
+            assert code == 2 and len(err) == 1 and re.match(r"error: .*sees no (CUDA )?GPU", err[0]), err
+        assert not (tmp_path / "gpu").exists()

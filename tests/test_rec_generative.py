@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from genir.config import CodecConfig, RecConfig
 from genir.rec.protocol import Interactions, eval_queries
@@ -189,3 +190,81 @@ def test_label_smoothing_reaches_the_training_loss():
         with torch.no_grad():
             losses.append(float(model.loss(codes, lengths, buckets, target)))
     assert losses[0] != pytest.approx(losses[1])
+
+
+# --- one device for every model (issue 13): checked on CPU; eval/gpu_check.sh runs the same paths on CUDA ------
+class DeviceTensor(torch.Tensor):
+    """Stands in for a CUDA tensor on a CPU-only machine: ``.numpy()`` (and np.asarray) fails until ``.cpu()``
+    brings it to the host, as on a GPU; every op on it gives a DeviceTensor again."""
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert a device tensor to numpy; use .cpu() first")
+
+    def cpu(self, *args, **kwargs):
+        return super().cpu(*args, **kwargs).as_subclass(torch.Tensor)
+
+
+def on_device(res):
+    """A decoding result (frozen dataclass of tensors) with every tensor a DeviceTensor."""
+    from dataclasses import fields, replace
+
+    return replace(res, **{f.name: getattr(res, f.name).as_subclass(DeviceTensor) for f in fields(res)})
+
+
+def test_model_outputs_come_to_the_host_with_cpu_before_numpy(built, tmp_path, monkeypatch):
+    import genir.rec.tiger as tiger
+    from genir.rec.sasrec import SASRec
+
+    built.save(tmp_path / "idx")
+    rec = Recommender.load(tmp_path / "idx", device="cpu")
+    twin = rec.data.item_ids.index("i8")
+    rec.add_items(["new-item"], embeddings=rec.vectors.combined()[twin:twin + 1])  # serving merges new items too
+    q = eval_queries(rec.data, "test")
+    calls = [("generative", dict(user="u3")), ("generative", dict(history=["i6", "i7"])), ("sasrec", dict(user="u3"))]
+    expected = [rec.recommend(**kw, mode=mode) for mode, kw in calls]
+    ranked = {mode: rec.ranker(mode).rank(q.histories, q.lengths, q.users, k=10) for mode in ("generative", "sasrec")}
+    beam, prefix, logits = tiger.constrained_beam_search, tiger.prefix_beam_search, SASRec.logits
+    monkeypatch.setattr(tiger, "constrained_beam_search", lambda *a, **kw: on_device(beam(*a, **kw)))
+    monkeypatch.setattr(tiger, "prefix_beam_search", lambda *a, **kw: on_device(prefix(*a, **kw)))
+    monkeypatch.setattr(SASRec, "logits", lambda self, h, **kw: logits(self, h, **kw).as_subclass(DeviceTensor))
+    assert [rec.recommend(**kw, mode=mode) for mode, kw in calls] == expected
+    for mode, want in ranked.items():
+        assert (rec.ranker(mode).rank(q.histories, q.lengths, q.users, k=10) == want).all()
+
+
+def test_one_device_reaches_every_model_and_the_trie(built, tmp_path):
+    built.save(tmp_path / "idx")
+    rec = Recommender.load(tmp_path / "idx", device="cpu")
+    assert rec.device == torch.device("cpu")
+    assert {p.device for m in (rec.tiger, rec.sasrec) for p in m.parameters()} == {rec.device}
+    assert rec.trie.device == rec.device
+    assert rec.ranker("generative").device == rec.ranker("sasrec").device == rec.device
+    with pytest.raises(ValueError, match="unknown device"):
+        Recommender.load(tmp_path / "idx", device="tpu")
+    with pytest.raises(ValueError, match="unknown device"):  # refused before any training
+        Recommender.build(planted_sequences(num_users=20, seed=1), CFG, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no (CUDA )?GPU"):
+            Recommender.load(tmp_path / "idx", device="cuda")
+
+
+def test_item_text_is_embedded_on_the_recommenders_device(monkeypatch):
+    from dataclasses import replace
+
+    import genir.embed
+
+    seen = []
+
+    class SpyEmbedder:
+        def __init__(self, cfg, *, device: str) -> None:
+            seen.append(device)
+
+        def encode(self, texts, *, progress=None):
+            return np.random.default_rng(0).normal(size=(len(texts), 8)).astype(np.float32)
+
+    monkeypatch.setattr(genir.embed, "Embedder", SpyEmbedder)
+    rec = Recommender.build(planted_sequences(num_users=40, seed=1), replace(CFG, item_embedding="text", max_epochs=1),
+                            modes=("generative",), device="cpu")
+    assert seen == ["cpu"] and rec.vectors.source == "text"
+    rec.add_items(["new-item"], texts=["group 1 item new"])
+    assert seen == ["cpu", "cpu"]

@@ -4,6 +4,7 @@
     genir recommend DIR --user U | --history A,B -k 10 -> recommend(DIR, user=U | history=[A, B], k=10)
     genir eval DIR --data DATA --split test --mode generative --mode sasrec --mode popular --out REPORT.json
                                                        -> evaluate(DIR, data=DATA, split="test", modes=[...], out=...)
+    each of them with --device auto|cpu|cuda|cuda:N    -> device=... (where the models train or serve)
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 def index(data: str | Path, *, out: str | Path, config: RecConfig | None = None, modes: Sequence[str] = MODES,
-          checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool | None = None) -> dict:
+          checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool | None = None,
+          device: str = "auto") -> dict:
     """Build a recommendation index from an Amazon-format folder (see genir.data.amazon) and save it.
 
     Training checkpoints (one per epoch) go to ``checkpoint_dir`` (default ``OUT.work``, as for retrieval);
@@ -32,25 +34,25 @@ def index(data: str | Path, *, out: str | Path, config: RecConfig | None = None,
     sequences = load_sequences(data)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else out.with_name(out.name + ".work")
     rec = Recommender.build(sequences, config or RecConfig(), modes=modes, dataset=data.name, checkpoint_dir=ckpt,
-                            resume=resume, progress=progress)
+                            resume=resume, progress=progress, device=device)
     version = rec.save(out)
     return {"index": str(out), "version": version.name, "dataset": data.name, "users": rec.data.num_users,
             "items": rec.data.num_items, "modes": list(rec.modes), "reports": rec.reports}
 
 
 def recommend(index_dir: str | Path, *, user: str | None = None, history: Sequence[str] | None = None, k: int = 10,
-              mode: str = "generative") -> list[dict]:
+              mode: str = "generative", device: str = "auto") -> list[dict]:
     """Top-k next items: [{"rank", "item_id", "text", "score"}] for a known user or an item history."""
-    return Recommender.load(Path(index_dir)).recommend(user=user, history=history, k=k, mode=mode)
+    return Recommender.load(Path(index_dir), device=device).recommend(user=user, history=history, k=k, mode=mode)
 
 
 def evaluate(index_dir: str | Path, *, data: str | Path, split: str = "test", modes: Sequence[str] = MODES,
-             out: str | Path | None = None) -> dict:
+             out: str | Path | None = None, device: str = "auto") -> dict:
     """Leave-one-out evaluation of the index on ``data``'s ``split`` ("valid" | "test") -> REPORT dict
     (written as JSON to ``out`` when given)."""
     from genir.data.amazon import load_sequences
 
-    rec = Recommender.load(Path(index_dir))
+    rec = Recommender.load(Path(index_dir), device=device)
     report = rec.evaluate(split, modes=modes, sequences=load_sequences(Path(data)))
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

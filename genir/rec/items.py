@@ -35,13 +35,13 @@ def resolve_source(source: str, texts: list[str]) -> str:
     return source
 
 
-def text_embeddings(texts: list[str], *, embed: EmbedConfig = EmbedConfig(),
+def text_embeddings(texts: list[str], *, embed: EmbedConfig = EmbedConfig(), device: str = "auto",
                     progress: bool | None = None) -> np.ndarray:
-    """(n, 384) float32 unit-norm MiniLM vectors; each distinct text is encoded once."""
+    """(n, 384) float32 unit-norm MiniLM vectors, computed on ``device``; each distinct text is encoded once."""
     from genir.embed import Embedder
 
     unique = list(dict.fromkeys(texts))
-    vecs = Embedder(embed, device="cpu").encode(unique, progress=progress)
+    vecs = Embedder(embed, device=device).encode(unique, progress=progress)
     where = {t: i for i, t in enumerate(unique)}
     return _unit(vecs[[where[t] for t in texts]])
 
@@ -127,11 +127,12 @@ class ItemVectors:
 
 
 def item_embeddings(texts: list[str], train_seqs: list[np.ndarray], *, source: str = "auto", cooc_dim: int = 64,
-                    cooc_window: int = 3, embed: EmbedConfig = EmbedConfig(), seed: int = 0,
+                    cooc_window: int = 3, embed: EmbedConfig = EmbedConfig(), seed: int = 0, device: str = "auto",
                     progress: bool | None = None) -> ItemVectors:
-    """Item vectors from the requested source ("auto": text+cooc when there is text, else cooc)."""
+    """Item vectors from the requested source ("auto": text+cooc when there is text, else cooc); text is
+    embedded on ``device``."""
     source = resolve_source(source, texts)
-    text = text_embeddings(texts, embed=embed, progress=progress) if "text" in source else None
+    text = text_embeddings(texts, embed=embed, device=device, progress=progress) if "text" in source else None
     cooc = None
     if "cooc" in source:
         cooc = cooc_embeddings(train_seqs, len(texts), dim=cooc_dim, window=cooc_window, seed=seed)
@@ -143,11 +144,12 @@ def item_embeddings(texts: list[str], train_seqs: list[np.ndarray], *, source: s
     return ItemVectors(source, text, cooc)
 
 
-def new_item_vectors(texts: list[str], known: ItemVectors, *, embed: EmbedConfig = EmbedConfig()) -> np.ndarray:
-    """Combined vectors (n, d) for items added after training, from their text alone."""
+def new_item_vectors(texts: list[str], known: ItemVectors, *, embed: EmbedConfig = EmbedConfig(),
+                     device: str = "auto") -> np.ndarray:
+    """Combined vectors (n, d) for items added after training, from their text alone (embedded on ``device``)."""
     if known.text is None:
         raise ValueError(f"item IDs here come from {known.source!r}, not text; pass embeddings= for new items")
-    text = text_embeddings(texts, embed=embed)
+    text = text_embeddings(texts, embed=embed, device=device)
     cooc = impute_cooc(text, known.text, known.cooc) if known.cooc is not None else None
     return combine(text, cooc)
 

@@ -27,6 +27,7 @@ from genir.data.store import read_parquet, write_parquet
 from genir.data.types import Sequences
 from genir.ids import add_suffix, load_codec, make_codec
 from genir.rec import items as item_vectors
+from genir.rec.device import resolve_device
 from genir.rec.evaluate import timed_evaluation
 from genir.rec.popular import PopularRecommender
 from genir.rec.protocol import Examples, Interactions, eval_queries, pack_histories, train_parts, training_windows
@@ -73,6 +74,7 @@ class Recommender:
     vectors: item_vectors.ItemVectors | None = None  # item vectors behind the IDs (places new items)
     reports: dict[str, dict] = field(default_factory=dict)  # per mode: training report, codec stats
     trained_items: int = 0  # items that existed when the generative model was trained (later: add_items)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where models and trie live (to())
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -83,16 +85,18 @@ class Recommender:
     @classmethod
     def build(cls, sequences: Sequences, cfg: RecConfig = RecConfig(), *, modes: Sequence[str] = MODES,
               dataset: str = "", checkpoint_dir: Path | None = None, resume: bool = True,
-              progress: bool | None = None) -> "Recommender":
+              progress: bool | None = None, device: str = "auto") -> "Recommender":
         """Train the requested modes on the training parts; early stopping on (a sample of) validation.
 
         Per-epoch checkpoints go to ``checkpoint_dir``; ``resume`` continues from them (they are fingerprinted,
-        so another run's are refused), ``resume=False`` starts over and removes them."""
+        so another run's are refused), ``resume=False`` starts over and removes them. ``device`` (auto | cpu |
+        cuda | cuda:N) is where item text is embedded and the models train and serve."""
         modes = _check_modes(modes)
+        dev = resolve_device(device)  # before any work: a bad device costs nothing
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads)
         try:
-            rec = cls(cfg=cfg, data=Interactions.from_sequences(sequences), dataset=dataset)
+            rec = cls(cfg=cfg, data=Interactions.from_sequences(sequences), dataset=dataset, device=dev)
             valid = eval_queries(rec.data, "valid", max_history=cfg.max_history)
             ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
             if "popular" in modes:
@@ -101,7 +105,7 @@ class Recommender:
                 t0 = time.perf_counter()
                 ranker, report = SASRecRecommender.train(rec.data, valid, cfg=cfg, progress=progress,
                                                          checkpoint_dir=ckpt / "sasrec" if ckpt else None,
-                                                         resume=resume)
+                                                         resume=resume, device=dev)
                 rec.sasrec = ranker.model
                 rec.reports["sasrec"] = {"train": report.to_dict(), "seconds": time.perf_counter() - t0}
             if "generative" in modes:
@@ -115,7 +119,7 @@ class Recommender:
         cfg, t0 = self.cfg, time.perf_counter()
         self.vectors = item_vectors.item_embeddings(
             self.data.item_text, train_parts(self.data), source=cfg.item_embedding, cooc_dim=cfg.cooc_dim,
-            cooc_window=cfg.cooc_window, seed=cfg.seed, progress=progress)
+            cooc_window=cfg.cooc_window, seed=cfg.seed, device=str(self.device), progress=progress)
         emb, source = self.vectors.combined(), self.vectors.source
         t1 = time.perf_counter()
         self.codec = make_codec(cfg.codec).fit(emb, seed=cfg.codec.seed)
@@ -126,7 +130,7 @@ class Recommender:
         logger.info("semantic IDs from %s: collisions %.3f, largest group %d", source, stats["collision_share"],
                     stats["largest_collision"])
         torch.manual_seed(cfg.seed)
-        self.tiger = TigerModel(self._vocab_sizes(), cfg=cfg, num_items=self.trained_items)
+        self.tiger = TigerModel(self._vocab_sizes(), cfg=cfg, num_items=self.trained_items).to(self.device)
         windows, owners = training_windows(self.data, max_history=cfg.max_history)
         buckets = self._user_buckets(self.data.user_ids)[owners]
         t2 = time.perf_counter()
@@ -189,7 +193,7 @@ class Recommender:
             items, scores = items[0], scores[0]
         else:
             items = ranker.rank(histories, lengths, users_arr, k=k)[0]
-            scores = (SASRecRecommender(self.sasrec).scores(histories, lengths)[0].numpy()[items]
+            scores = (SASRecRecommender(self.sasrec).scores(histories, lengths)[0][items]
                       if mode == "sasrec" else self.popular.counts[items].astype(np.float64))
         return [{"rank": r + 1, "item_id": self.data.item_ids[i], "text": self.data.item_text[i], "score": float(s)}
                 for r, (i, s) in enumerate(zip(items, scores)) if i >= 0]
@@ -236,7 +240,7 @@ class Recommender:
         if embeddings is None:
             if texts is None or len(texts) != len(item_ids):
                 raise ValueError("give texts= (one per item) or embeddings= (n, d) for the new items")
-            embeddings = item_vectors.new_item_vectors(list(texts), self.vectors)
+            embeddings = item_vectors.new_item_vectors(list(texts), self.vectors, device=str(self.device))
         emb = np.asarray(embeddings, dtype=np.float32)
         codes = add_suffix(self.codec.encode(emb), existing=self.item_codes)
         first = self.data.num_items
@@ -278,9 +282,20 @@ class Recommender:
                 "trained_items": self.trained_items,
                 "reports": self.reports}
 
+    def to(self, device: str) -> "Recommender":
+        """Move the models and the item trie to ``device`` (auto | cpu | cuda | cuda:N); returns self."""
+        self.device = resolve_device(device)
+        for model in (self.sasrec, self.tiger):
+            if model is not None:
+                model.to(self.device)
+        if self.trie is not None:
+            self.trie.to(self.device)
+        return self
+
     @classmethod
-    def load(cls, path: Path, *, checksums: bool = True) -> "Recommender":
-        """Open an index directory written by ``save`` (checks the manifest and, by default, every sha256)."""
+    def load(cls, path: Path, *, checksums: bool = True, device: str = "auto") -> "Recommender":
+        """Open an index directory written by ``save`` (checks the manifest and, by default, every sha256) with
+        its models on ``device``."""
         from genir.store import open_version
 
         folder, manifest = open_version(Path(path), checksums=checksums)  # CURRENT read once: load what was verified
@@ -312,4 +327,4 @@ class Recommender:
             rec.tiger = TigerModel(manifest["vocab_sizes"], cfg=cfg, num_items=rec.trained_items)
             rec.tiger.load_state_dict(load_torch(str(folder / "tiger.safetensors")))
             rec.tiger.eval()
-        return rec
+        return rec.to(device)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genir.rec.device import bf16_is_fast, to_device
 from genir.rec.protocol import Examples, Interactions, training_windows
 
 logger = logging.getLogger(__name__)
@@ -50,15 +51,9 @@ class SASRec(nn.Module):
         fast: compute the product in bfloat16 (about 3x faster on CPUs with AVX512-BF16); the full-softmax
         product dominates training time, and bf16 rounding of logits is harmless for the gradient.
         """
-        if fast and _bf16_is_fast(h.device):
+        if fast and bf16_is_fast(h.device):
             return (h.bfloat16() @ self.item_emb.weight[1:].bfloat16().T).float()
         return h @ self.item_emb.weight[1:].T
-
-
-def _bf16_is_fast(device: torch.device) -> bool:
-    # torch.cpu._is_avx512_bf16_supported is private; without it (or the instruction set) stay in float32
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return device.type == "cuda" or bool(probe and probe())
 
 
 def left_pad(histories: np.ndarray, lengths: np.ndarray, *, max_len: int) -> np.ndarray:
@@ -89,35 +84,41 @@ class SASRecRecommender:
 
     def __init__(self, model: SASRec) -> None:
         self.model = model.eval()
+        self.device = next(model.parameters()).device  # the recommender runs where its model is
 
     @torch.no_grad()
-    def scores(self, histories: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
-        """(B, L) right-padded histories -> (B, num_items) scores."""
-        seq = torch.from_numpy(left_pad(histories, lengths, max_len=self.model.max_len))
+    def scores(self, histories: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """(B, L) right-padded histories -> (B, num_items) float32 scores."""
+        return self._scores(histories, lengths).cpu().numpy()
+
+    def _scores(self, histories: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
+        seq = torch.from_numpy(left_pad(histories, lengths, max_len=self.model.max_len)).to(self.device)
         return self.model.logits(self.model.hidden(seq)[:, -1])
 
+    @torch.no_grad()
     def rank(self, histories: np.ndarray, lengths: np.ndarray, users: np.ndarray, *, k: int,
              batch_size: int = 512) -> np.ndarray:
         """(Q, k) int64 top-k item indices by full ranking over all items (seen items not filtered)."""
         out = np.empty((len(lengths), k), dtype=np.int64)
         for lo in range(0, len(lengths), batch_size):
-            s = self.scores(histories[lo:lo + batch_size], lengths[lo:lo + batch_size])
-            out[lo:lo + batch_size] = torch.topk(s, min(k, s.shape[1]), dim=1).indices.numpy()
+            s = self._scores(histories[lo:lo + batch_size], lengths[lo:lo + batch_size])  # top-k on the device
+            out[lo:lo + batch_size] = torch.topk(s, min(k, s.shape[1]), dim=1).indices.cpu().numpy()
         return out
 
     @classmethod
     def train(cls, data: Interactions, valid: Examples, *, cfg, checkpoint_dir: Path | None = None,
-              resume: bool = True, progress: bool | None = None):
+              resume: bool = True, progress: bool | None = None, device: torch.device = torch.device("cpu")):
         """Fit on the training parts with early stopping on ``valid``; returns (recommender, TrainReport).
 
-        cfg: genir.config.RecConfig (the sasrec_* fields, max_history, max_epochs, patience, seed, early_stop_metric).
+        cfg: genir.config.RecConfig (the sasrec_* fields, max_history, max_epochs, patience, seed, early_stop_metric);
+        device: where the model trains (genir.rec.device.resolve_device).
         """
         from genir.rec.evaluate import evaluate_ranker
         from genir.rec.training import fingerprint_of, fit
 
         torch.manual_seed(cfg.seed)
         model = SASRec(data.num_items, max_len=cfg.max_history, dim=cfg.sasrec_dim, layers=cfg.sasrec_layers,
-                       heads=cfg.sasrec_heads, dropout=cfg.sasrec_dropout)
+                       heads=cfg.sasrec_heads, dropout=cfg.sasrec_dropout).to(device)
         windows, _ = training_windows(data, max_history=cfg.max_history)
         inputs, targets = sequence_windows(windows, max_len=cfg.max_history)
         rec = cls(model)
@@ -130,7 +131,7 @@ class SASRecRecommender:
                 yield torch.from_numpy(inputs[idx]), torch.from_numpy(targets[idx])
 
         def loss_fn(m: SASRec, batch) -> torch.Tensor:
-            inp, tgt = batch
+            inp, tgt = to_device(batch, device)
             keep = tgt > 0
             return F.cross_entropy(m.logits(m.hidden(inp)[keep], fast=True), tgt[keep] - 1)
 

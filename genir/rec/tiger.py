@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from genir.decoding import constrained_beam_search, prefix_beam_search
 from genir.model import IdDecoder
+from genir.rec.device import autocast, to_device
 from genir.trie import IdTrie
 
 logger = logging.getLogger(__name__)
@@ -159,8 +160,9 @@ class GenerativeRanker:
         if beam_size < 10:
             raise ValueError(f"beam_size {beam_size} < 10: the top 10 would not be a real ranking; use >= 10")
         self.model = model.eval()
-        self.item_codes = torch.as_tensor(np.asarray(item_codes, dtype=np.int64))
-        self.trie, self.user_buckets = trie, np.asarray(user_buckets, dtype=np.int64)
+        self.device = next(model.parameters()).device  # the ranker runs where its model is
+        self.item_codes = torch.as_tensor(np.asarray(item_codes, dtype=np.int64))  # stays on CPU: batches index it
+        self.trie, self.user_buckets = trie.to(self.device), np.asarray(user_buckets, dtype=np.int64)
         self.beam_size, self.batch_size = beam_size, batch_size
         self.trained_items = len(item_codes) if trained_items is None else trained_items
 
@@ -185,13 +187,14 @@ class GenerativeRanker:
         scores = np.full((len(lengths), k), -np.inf, dtype=np.float32)
         for lo in range(0, len(lengths), self.batch_size):
             sl = slice(lo, lo + self.batch_size)
-            n = torch.as_tensor(np.maximum(lengths[sl], 1))
-            hist, hist_items = self.history(histories[sl, :int(n.max())])
-            memory, mask = self.model.encoder(hist, n, self.buckets(users[sl]), hist_items)
+            n = np.maximum(lengths[sl], 1)
+            hist, hist_items, n, buckets = to_device((*self.history(histories[sl, :int(n.max())]),
+                                                      torch.as_tensor(n), self.buckets(users[sl])), self.device)
+            memory, mask = self.model.encoder(hist, n, buckets, hist_items)
             memory = self.model.encoder.with_recency(memory, n)
             res = constrained_beam_search(self.model.decoder, memory, mask, self.trie, beam_size=self.beam_size,
                                           num_return=k)
-            items[sl], scores[sl] = res.doc_idx.numpy(), res.scores.numpy()
+            items[sl], scores[sl] = res.doc_idx.cpu().numpy(), res.scores.float().cpu().numpy()
             if self.trained_items < len(self.item_codes):
                 items[sl], scores[sl] = self._with_new_items(memory, mask, items[sl], scores[sl])
         return items, scores
@@ -212,7 +215,7 @@ class GenerativeRanker:
         base = np.asarray([int(np.prod(sizes[lvl + 1:])) for lvl in range(depth - 1)], dtype=np.int64)  # prefix -> key
         new_keys = codes[new, :-1] @ base
         group = {key: n for key, n in zip(*np.unique(codes[:, :-1] @ base, return_counts=True))}
-        pre_codes, pre_scores = pre.codes.numpy(), pre.scores.numpy()
+        pre_codes, pre_scores = pre.codes.cpu().numpy(), pre.scores.float().cpu().numpy()
         pre_keys = np.where((pre_codes >= 0).all(-1), pre_codes @ base, -1)
         out_items, out_scores = items.copy(), scores.copy()
         for q in range(len(items)):
@@ -257,7 +260,7 @@ def _window_loss(model: TigerModel, batch: tuple, chunks: int = 2) -> Tensor:
         if len(part) == 0:
             continue
         width = int(prefix[part].max())
-        keep = mask[rows[part], :width] & (torch.arange(width) < prefix[part, None])
+        keep = mask[rows[part], :width] & (torch.arange(width, device=mask.device) < prefix[part, None])
         mem = model.encoder.with_recency(memory[rows[part], :width], (prefix[part] - 1) // model.encoder.per_item)
         loss = model.decoder.loss(mem, keep, target_codes[part], label_smoothing=model.label_smoothing)
         total = total + loss * len(part)
@@ -292,9 +295,11 @@ def train_tiger(model: TigerModel, ranker: GenerativeRanker, windows: list[np.nd
                    torch.as_tensor(buckets), torch.as_tensor(rows), torch.as_tensor(1 + per_item * (pos + 1)),
                    ranker.item_codes[torch.as_tensor(targets)])
 
+    device = ranker.device
+
     def loss_fn(m: TigerModel, batch) -> Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            return _window_loss(m, batch)
+        with autocast(device, enabled=cfg.bf16):
+            return _window_loss(m, to_device(batch, device))
 
     return fit(model, batches=batches, loss_fn=loss_fn, validate=lambda: evaluate_ranker(ranker, valid),
                metric=cfg.early_stop_metric, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_decay=cfg.lr_decay,
