@@ -91,7 +91,7 @@ def index(
     tune_split: str = typer.Option("dev", help="split the hybrid fusion is tuned on ('' = keep defaults); never test"),
     workdir: Optional[Path] = typer.Option(None, help="training checkpoints and caches (default: OUT.work)"),
     resume: bool = typer.Option(False, help="continue training from the newest checkpoint in --workdir"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (torchrun: cuda = GPU LOCAL_RANK)"),
     overrides: Optional[List[str]] = typer.Option(None, "--set", metavar="FIELD=VALUE",
                                                   help="--task recommend: set a RecConfig field (repeatable), "
                                                   "e.g. --set threads=2 --set recency_embedding=True"),
@@ -152,8 +152,17 @@ def index(
             logger.warning("%s has no %r queries: the model trains on documents and pseudo-queries only, "
                            "and the hybrid keeps its default fusion", data_dir, train_split)
         corpus, train_q, train_qrels = load_corpus(data_dir), None, None
-    built = GenerativeIndex.build(corpus, cfg, train_queries=train_q, train_qrels=train_qrels, device=device,
-                                  workdir=workdir or out.with_name(out.name + ".work"), resume=resume)
+    from genir.device import shutdown_distributed
+
+    try:  # under torchrun every process builds (shared embedding and training); only rank 0 gets the index
+        built = GenerativeIndex.build(corpus, cfg, train_queries=train_q, train_qrels=train_qrels, device=device,
+                                      workdir=workdir or out.with_name(out.name + ".work"), resume=resume)
+    except BaseException:
+        shutdown_distributed(wait=False)
+        raise
+    shutdown_distributed()  # torchrun: all processes meet here and leave the group; the rest is rank 0's alone
+    if built is None:
+        return  # a torchrun rank > 0: its share is done, rank 0 tunes and writes the one new version
     if generative and tune_split and train_q is not None:
         dev = _dataset(data_dir, tune_split, dev_fraction, seed)
         tuned = built.tune(dev.split_queries(), dev.qrels)
@@ -171,7 +180,7 @@ def search(
     k: int = typer.Option(10, "-k", help="number of results"),
     mode: str = typer.Option("hybrid", help="dense | bm25 | rrf | generative | hybrid"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """Search an index with one query."""
     from genir.index import GenerativeIndex
@@ -208,7 +217,7 @@ def eval_(
     dev_fraction: float = typer.Option(0.2, help="share of train queries in the carved dev split"),
     seed: int = typer.Option(0, help="seed of the carved dev split"),
     depth: int = typer.Option(100, help="results retrieved per query"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """Evaluate an index on a split; prints a metrics table and writes the REPORT JSON."""
     from genir.evaluate import evaluate_index
@@ -289,7 +298,7 @@ def recommend(
 def add(
     index_dir: Path = typer.Argument(..., help="index directory"),
     data_dir: Path = typer.Argument(..., help="dataset folder whose corpus holds the new documents"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """Add documents to an index without retraining (new version written atomically)."""
     from genir.index import GenerativeIndex
@@ -310,7 +319,7 @@ def add(
 def remove(
     index_dir: Path = typer.Argument(..., help="index directory"),
     ids: Path = typer.Option(..., "--ids", help="file with one document id per line"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """Remove documents (ids listed in a file) from every structure of an index."""
     from genir.index import GenerativeIndex

@@ -12,12 +12,15 @@ import logging
 import os
 from pathlib import Path
 from functools import lru_cache
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from genir.config import EmbedConfig
-from genir.progress import progress_enabled, quiet_transformers
+from genir.progress import progress_enabled, quiet_transformers, track
+
+if TYPE_CHECKING:
+    from genir.device import DistInfo
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +40,12 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def torch_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; other values are checked and returned."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; expected one of ['auto', 'cpu', 'cuda', 'cuda:N']")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but torch sees no CUDA GPU; use --device cpu")
-    return device
+def length_batches(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
+    """Row indices of ``texts`` in batches of similar length, longest first, as sentence-transformers batches
+    (little padding). The split is fixed, so batch b computes the same whichever process encodes it: an
+    embedding sharded over torchrun processes is bit-identical to one process's."""
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
 @lru_cache(maxsize=4)
@@ -65,8 +63,10 @@ class Embedder:
     """Encodes texts into (n, dim) float32 arrays (unit-norm when cfg.normalize)."""
 
     def __init__(self, cfg: EmbedConfig = EmbedConfig(), *, device: str = "auto") -> None:
+        from genir.device import resolve_device
+
         self.cfg = cfg
-        self.device = torch_device(device)
+        self.device = str(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
 
     @property
     def model(self):
@@ -74,36 +74,64 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        model = self.model  # sentence-transformers 6 renamed the method (the old name warns)
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
 
-    def encode_cached(self, texts: Sequence[str], cache_dir: Path | None, *, progress: bool | None = None) -> np.ndarray:
+    def encode_cached(self, texts: Sequence[str], cache_dir: Path | None, *, progress: bool | None = None,
+                      info: DistInfo | None = None) -> np.ndarray:
         """encode, kept in cache_dir keyed by model, settings and the texts themselves (rebuilds of the same
-        corpus with other codec or model settings skip the slowest step)."""
-        if cache_dir is None:
-            return self.encode(texts, progress=progress)
+        corpus with other codec or model settings skip the slowest step).
+
+        Under torchrun (``info`` from ``genir.device.setup_distributed``, world_size > 1) every process must
+        call this: each encodes its share of ``length_batches`` (batch b on rank b % world_size), rank 0
+        gathers them, reads and writes the cache, and returns the (n, dim) array; the others return an array
+        with no rows (they need no embeddings)."""
+        from genir.device import broadcast_array, gather_arrays
+
+        rank, world = (0, 1) if info is None else (info.rank, info.world_size)
+        path = self._cache_path(texts, cache_dir) if cache_dir is not None and rank == 0 else None
+        hit = path is not None and path.is_file()
+        if world > 1:  # every process takes the same branch: rank 0 decides
+            hit = bool(broadcast_array(np.array([hit]) if rank == 0 else None, info)[0])
+        if hit:
+            if rank > 0:
+                return np.zeros((0, 0), dtype=np.float32)
+            logger.info("embeddings from cache %s", path)
+            return np.load(path, allow_pickle=False)
+        batches = length_batches(texts, self.cfg.batch_size)
+        mine = batches[rank::world]
+        parts = [self._encode_batch([texts[i] for i in b])
+                 for b in track(mine, description="embedding", total=len(mine), enabled=progress if rank == 0 else False)]
+        local = np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
+        shares = [batches[r::world] for r in range(world)]
+        if world > 1:
+            gathered = gather_arrays(local, [sum(len(b) for b in share) for share in shares], info)
+            if rank > 0:
+                return local[:0]
+            local = np.concatenate(gathered)
+        rows = np.concatenate([b for share in shares for b in share]) if batches else np.zeros(0, dtype=np.int64)
+        emb = np.empty_like(local)
+        emb[rows] = local
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.stem + f".tmp-{os.getpid()}.npy")
+            np.save(tmp, emb, allow_pickle=False)
+            os.replace(tmp, path)
+        return emb
+
+    def _cache_path(self, texts: Sequence[str], cache_dir: Path) -> Path:
         h = hashlib.sha256(json.dumps([self.cfg.model, self.cfg.max_seq_length, self.cfg.normalize]).encode())
         for t in texts:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
-        path = Path(cache_dir) / f"{h.hexdigest()[:24]}.npy"
-        if path.is_file():
-            logger.info("embeddings from cache %s", path)
-            return np.load(path, allow_pickle=False)
-        emb = self.encode(texts, progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + f".tmp-{os.getpid()}.npy")
-        np.save(tmp, emb, allow_pickle=False)
-        os.replace(tmp, path)
-        return emb
+        return Path(cache_dir) / f"{h.hexdigest()[:24]}.npy"
 
     def encode(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray:
         """texts -> (n, dim) float32."""
-        if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        emb = self.model.encode(
-            list(texts),
-            batch_size=self.cfg.batch_size,
-            normalize_embeddings=self.cfg.normalize,
-            convert_to_numpy=True,
-            show_progress_bar=progress_enabled(progress),
-        )
+        return self.encode_cached(texts, None, progress=progress)
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        """One batch of ``length_batches`` -> (len(texts), dim) float32, in one forward pass."""
+        emb = self.model.encode(texts, batch_size=len(texts), normalize_embeddings=self.cfg.normalize,
+                                convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(emb, dtype=np.float32)

@@ -22,10 +22,11 @@ from torch import Tensor
 from genir import __version__
 from genir.config import ModelConfig, TrainConfig, from_dict, to_dict
 from genir.decoding import constrained_beam_search, prefix_beam_search
+from genir.device import resolve_device, setup_distributed
 from genir.model import Seq2SeqRetriever, TextEncoder
 from genir.progress import track
 from genir.pseudo import make_pairs
-from genir.train import TrainResult, default_param_groups, resolve_device, setup_distributed, train_model
+from genir.train import TrainResult, default_param_groups, train_model
 from genir.trie import IdTrie
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class GenerativeRetriever:
         if trie.num_levels != codes.shape[1] or not np.array_equal(trie.lookup(codes), np.arange(len(codes))):
             raise ValueError("trie does not map codes row i to doc_idx i; build it with IdTrie.from_codes(codes)")
         info = setup_distributed(device)
+        progress = progress if info.rank == 0 else False  # one bar per torchrun job
         torch.manual_seed(train_cfg.seed)
         vocab = tuple(int(max(v, c)) for v, c in zip(trie.vocab_sizes, codes.max(axis=0) + 1))
         model = Seq2SeqRetriever(model_cfg, vocab, label_smoothing=train_cfg.label_smoothing).to(info.device)

@@ -82,12 +82,20 @@ class GenerativeIndex:
     def build(cls, corpus: Corpus, cfg: IndexConfig = IndexConfig(), *, train_queries: Queries | None = None,
               train_qrels: Qrels | None = None, device: str = "auto", workdir: Path | None = None,
               resume: bool = False, embeddings: np.ndarray | None = None,
-              progress: bool | None = None) -> "GenerativeIndex":
+              progress: bool | None = None) -> "GenerativeIndex | None":
         """Embed the corpus and build every structure. train_queries/qrels (train split only, never the
         split you report on) feed the generative model when cfg.generative is on. `embeddings` (n, d), when
-        given, must come from cfg.embed's model over corpus.passages(); they skip the embedding step."""
+        given, must come from cfg.embed's model over corpus.passages(); they skip the embedding step.
+
+        Under torchrun every process calls build with the same arguments: they embed a share of the corpus
+        each and train the model together (DDP); rank 0 fits the codec and sends its IDs to the others. Then
+        rank 0 alone builds dense and BM25 and returns the index; the other ranks return None (the caller
+        then leaves the process group: genir.device.shutdown_distributed). Single process: never None."""
+        from genir.device import setup_distributed
+
         if len(corpus) == 0:
             raise ValueError("the corpus is empty; nothing to index")
+        info = setup_distributed(device)
         timings: dict[str, float] = {}
         t = time.perf_counter()
         embedder = Embedder(cfg.embed, device=device)
@@ -96,10 +104,19 @@ class GenerativeIndex:
             if embeddings.shape[0] != len(corpus):
                 raise ValueError(f"embeddings has {embeddings.shape[0]} rows for {len(corpus)} documents")
             emb = np.ascontiguousarray(embeddings, dtype=np.float32)
-        else:
+        else:  # rank 0 gets every row; other torchrun ranks none (they only need the IDs rank 0 sends)
             emb = embedder.encode_cached(corpus.passages(), None if workdir is None else Path(workdir) / "embeddings",
-                                         progress=progress)
+                                         progress=progress, info=info)
         timings["embed"] = time.perf_counter() - t
+        semantic = None
+        if cfg.generative:  # first, while every torchrun process still takes part
+            from genir.semantic import SemanticLayer
+
+            semantic = SemanticLayer.build(corpus, emb, cfg, train_queries=train_queries, train_qrels=train_qrels,
+                                           device=device, workdir=workdir, resume=resume, progress=progress)
+            timings.update(semantic.meta["build_seconds"])
+        if info.rank > 0:
+            return None
         t = time.perf_counter()
         dense = DenseIndex.build(emb, cfg.dense)
         timings["dense"] = time.perf_counter() - t
@@ -107,15 +124,7 @@ class GenerativeIndex:
         bm25 = Bm25Index.build(corpus.passages(), cfg.bm25)
         timings["bm25"] = time.perf_counter() - t
         meta = {"build_seconds": timings, "embedding_dim": int(emb.shape[1])}
-        index = cls(cfg, corpus, emb, dense, bm25, meta=meta, device=device)
-        if cfg.generative:
-            from genir.semantic import SemanticLayer
-
-            index.semantic = SemanticLayer.build(corpus, emb, cfg, train_queries=train_queries,
-                                                 train_qrels=train_qrels, device=device, workdir=workdir,
-                                                 resume=resume, progress=progress)
-            timings.update(index.semantic.meta["build_seconds"])
-        return index
+        return cls(cfg, corpus, emb, dense, bm25, semantic=semantic, meta=meta, device=device)
 
     @property
     def modes(self) -> tuple[str, ...]:

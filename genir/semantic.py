@@ -61,14 +61,24 @@ class SemanticLayer:
     def build(cls, corpus: Corpus, emb: np.ndarray, cfg: IndexConfig, *, train_queries: Queries | None,
               train_qrels: Qrels | None, device: str = "auto", workdir: Path | None = None,
               resume: bool = False, progress: bool | None = None) -> "SemanticLayer":
+        """Fit the codec on ``emb`` (n, d), build the trie and train the retriever. Under torchrun every process
+        calls this: rank 0 alone fits the codec (``emb`` may be empty on the others) and sends the IDs, so every
+        process trains on the same targets; other ranks get a layer without codec, which is not to be saved."""
+        from genir.device import broadcast_array, setup_distributed
+
+        info = setup_distributed(device)
         timings = {}
         t = time.perf_counter()
-        codec = make_codec(cfg.codec).fit(emb, seed=cfg.codec.seed)
-        ids = add_suffix(codec.encode(emb))
+        codec, ids, vocab, stats = None, None, None, {}
+        if info.rank == 0:
+            codec = make_codec(cfg.codec).fit(emb, seed=cfg.codec.seed)
+            ids = add_suffix(codec.encode(emb))
+            vocab = np.array([*codec.codebook_sizes, suffix_vocab(ids)])
+            stats = codec.stats().to_dict()
+            logger.info("semantic IDs (%s): %s", cfg.codec.scheme, _stats_line(stats))
+        ids, vocab = broadcast_array(ids, info), broadcast_array(vocab, info)  # no-ops in a single process
         timings["ids"] = time.perf_counter() - t
-        stats = codec.stats().to_dict()
-        logger.info("semantic IDs (%s): %s", cfg.codec.scheme, _stats_line(stats))
-        trie = IdTrie.from_codes(ids, vocab_sizes=(*codec.codebook_sizes, suffix_vocab(ids)))
+        trie = IdTrie.from_codes(ids, vocab_sizes=tuple(int(v) for v in vocab))
         texts = corpus.table.column("text").to_pylist()
         titles = corpus.table.column("title").to_pylist()
         q_texts, q_docs = ([], []) if train_queries is None else train_pairs(train_queries, train_qrels, corpus.doc_ids)

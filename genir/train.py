@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,10 @@ from torch import Tensor, nn
 
 from genir import checkpoint
 from genir.config import TrainConfig, to_dict
+from genir.device import DEVICES, DistInfo, resolve_device, setup_distributed  # noqa: F401 (re-exported: one resolver)
 from genir.progress import progress_enabled
 
 logger = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class Batches(Protocol):
@@ -67,36 +65,6 @@ class TrainResult:
     losses: list[float]
     seconds: float
     resumed_from: int
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    world_size: int
-    device: torch.device
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> this process's GPU when torch sees one (LOCAL_RANK under torchrun), else CPU."""
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but torch sees no GPU; use device='auto' or 'cpu'")
-    if device == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def setup_distributed(device: str = "auto") -> DistInfo:
-    """Resolve the device and, under torchrun (WORLD_SIZE > 1), join the process group (idempotent)."""
-    dev = resolve_device(device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return DistInfo(rank=rank, world_size=world if dist.is_initialized() else 1, device=dev)
 
 
 def default_param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
