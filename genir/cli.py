@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
@@ -82,6 +83,8 @@ def index(
     epochs: float = typer.Option(TrainConfig.epochs, help="seq2seq training epochs over the pair mix (--task "
                                  "recommend: at most this many, RecConfig.max_epochs; early stopping may end sooner)"),
     train_batch_size: int = typer.Option(TrainConfig.batch_size, help="seq2seq training batch size"),
+    pseudo_mix: str = typer.Option(TrainConfig.pseudo_mix, help="pseudo-queries: auto | document | passage "
+                                   "(auto: passage for short untitled passages such as MS MARCO)"),
     checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, min=0,
                                          help="training steps between checkpoints in --workdir (0 = only at the end)"),
     trainable_encoder_layers: int = typer.Option(ModelConfig.trainable_encoder_layers,
@@ -92,6 +95,12 @@ def index(
     workdir: Optional[Path] = typer.Option(None, help="training checkpoints and caches (default: OUT.work)"),
     resume: bool = typer.Option(False, help="continue training from the newest checkpoint in --workdir"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (torchrun: cuda = GPU LOCAL_RANK)"),
+    extra_corpus: Optional[List[Path]] = typer.Option(None, "--extra-corpus", metavar="DIR",
+                                                      help="another folder whose documents join the index (repeatable), "
+                                                      "ids namespaced as FOLDER_NAME:id; queries come from DATA_DIR only"),
+    fusion_from: Optional[Path] = typer.Option(None, "--fusion-from", metavar="INDEX",
+                                               help="use the hybrid fusion tuned in another index instead of tuning "
+                                               "here (e.g. for a corpus without labelled queries); recorded in the manifest"),
     overrides: Optional[List[str]] = typer.Option(None, "--set", metavar="FIELD=VALUE",
                                                   help="--task recommend: set a RecConfig field (repeatable), "
                                                   "e.g. --set threads=2 --set recency_embedding=True"),
@@ -108,6 +117,10 @@ def index(
     check_writable(out)  # before any work, so a bad --out costs nothing and writes nothing
     if tune_split == "test":
         raise ValueError("--tune-split test would tune on the test queries; use the carved 'dev' split")
+    from genir.pseudo import MIXES
+
+    if pseudo_mix not in MIXES:
+        raise ValueError(f"unknown --pseudo-mix {pseudo_mix!r}; expected one of {list(MIXES)}")
     if overrides and task != "recommend":
         raise ValueError("--set FIELD=VALUE applies to --task recommend (RecConfig fields)")
     if task == "recommend":
@@ -139,19 +152,29 @@ def index(
         codec=CodecConfig(scheme=ids, levels=levels, codebook_size=codebook_size, seed=seed),
         generative=generative,
         model=ModelConfig(trainable_encoder_layers=trainable_encoder_layers),
-        train=TrainConfig(epochs=epochs, batch_size=train_batch_size, checkpoint_every=checkpoint_every, seed=seed),
+        train=TrainConfig(epochs=epochs, batch_size=train_batch_size, checkpoint_every=checkpoint_every, seed=seed,
+                          pseudo_mix=pseudo_mix),
         decode=DecodeConfig(beam_size=beam_size),
     )
-    from genir.data import available_splits, load_corpus
+    from genir.data import available_splits, load_corpus, merge_corpora
+    from genir.index import manifest_of
 
+    carried = manifest_of(fusion_from) if fusion_from is not None else None  # a bad path fails before any work
+    if carried is not None and "hybrid" not in carried:
+        raise ValueError(f"--fusion-from {fusion_from}: that index has no hybrid fusion (built without the model)")
+    started = time.perf_counter()
     if generative and train_split in available_splits(data_dir):
         ds = _dataset(data_dir, train_split, dev_fraction, seed)
         corpus, train_q, train_qrels = ds.corpus, ds.split_queries(), ds.qrels
     else:
         if generative:
             logger.warning("%s has no %r queries: the model trains on documents and pseudo-queries only, "
-                           "and the hybrid keeps its default fusion", data_dir, train_split)
+                           "and the hybrid keeps %s", data_dir, train_split,
+                           "the fusion of --fusion-from" if carried else "its default fusion")
         corpus, train_q, train_qrels = load_corpus(data_dir), None, None
+    extras = [(Path(e).resolve().name, load_corpus(e)) for e in extra_corpus or []]
+    corpus = merge_corpora(corpus, extras)
+    load_seconds = time.perf_counter() - started
     from genir.device import shutdown_distributed
 
     try:  # under torchrun every process builds (shared embedding and training); only rank 0 gets the index
@@ -163,14 +186,23 @@ def index(
     shutdown_distributed()  # torchrun: all processes meet here and leave the group; the rest is rank 0's alone
     if built is None:
         return  # a torchrun rank > 0: its share is done, rank 0 tunes and writes the one new version
-    if generative and tune_split and train_q is not None:
+    built.meta["build_seconds"] = {"load": load_seconds, **built.meta["build_seconds"]}
+    built.meta["sources"] = [{"path": str(data_dir), "id_prefix": "", "documents": len(corpus) - sum(len(c) for _, c in extras)}]
+    built.meta["sources"] += [{"path": str(e), "id_prefix": f"{name}:", "documents": len(c)}
+                              for e, (name, c) in zip(extra_corpus or [], extras)]
+    if generative and carried is not None:
+        built.use_fusion(carried["hybrid"], source=str(fusion_from))
+        typer.echo(f"hybrid fusion from {fusion_from}: {carried['hybrid']['method']}")
+    elif generative and tune_split and train_q is not None:
         dev = _dataset(data_dir, tune_split, dev_fraction, seed)
         tuned = built.tune(dev.split_queries(), dev.qrels)
         typer.echo(f"hybrid tuned on {tune_split} ({len(dev.split_queries())} queries): {tuned['chosen']['method']}, "
                    + ", ".join(f"{name} {v:.4f}" for name, v in tuned["candidates"].items()))
-    version = built.save(out)
+    version = built.save(out, started=started)
     typer.echo(f"indexed {len(built)} documents from {data_dir} into {out} ({version.name}); "
                f"modes: {', '.join(built.modes)}")
+    typer.echo("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in built.meta["build_seconds"].items())
+               + f"; peak RSS {built.meta['peak_rss_mb']:.0f} MB")
 
 
 @app.command()
@@ -217,6 +249,8 @@ def eval_(
     dev_fraction: float = typer.Option(0.2, help="share of train queries in the carved dev split"),
     seed: int = typer.Option(0, help="seed of the carved dev split"),
     depth: int = typer.Option(100, help="results retrieved per query"),
+    rel_threshold: int = typer.Option(1, "--rel-threshold", min=1,
+                                      help="lowest grade counted relevant by RR/R/P/AP (TREC DL: 2); nDCG uses the grades"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
 ) -> None:
     """Evaluate an index on a split; prints a metrics table and writes the REPORT JSON."""
@@ -236,7 +270,8 @@ def eval_(
     ds = _dataset(data, split, dev_fraction, seed)
     modes = list(mode) if mode else list(idx.modes)
     report = evaluate_index(idx, ds.split_queries(), ds.qrels, modes=modes, dataset=Path(data).name, split=split,
-                            measures=tuple(measure) if measure else DEFAULT_MEASURES, k=depth, run_dir=run_dir)
+                            measures=tuple(measure) if measure else DEFAULT_MEASURES, k=depth, run_dir=run_dir,
+                            rel=rel_threshold)
     _print_report(report)
     if out is not None:
         _write_json(out, report)

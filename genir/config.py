@@ -27,6 +27,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; expected some of {sorted(names)}")
     kwargs = {}
+    data = {**ADDED_LATER.get(cls.__name__, {}), **data}
     for key, value in data.items():
         ftype = names[key].type
         sub = _DATACLASSES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
@@ -208,7 +209,7 @@ class ModelConfig:
 class TrainConfig:
     """Training of the generative retriever (genir.train) and its data mix (genir.pseudo)."""
 
-    epochs: float = 20.0  # passes over the training pairs (fractional allowed)
+    epochs: float = 10.0  # passes over the training pairs (fractional allowed); 10 fits a 10k-passage CPU build in 45 min
     max_steps: int = 0  # when > 0, stop after this many optimizer steps instead of `epochs`
     batch_size: int = 256  # examples per optimizer step, summed over all torchrun processes
     lr: float = 1e-3  # AdamW peak learning rate of the decoder
@@ -223,6 +224,12 @@ class TrainConfig:
     pseudo_per_doc: int = 6  # pseudo-queries per document (document sentences and random spans) -> ID
     sentence_share: float = 0.5  # share of pseudo-queries that are whole sentences (the rest are spans)
     span_words: tuple[int, int] = (6, 20)  # min, max words of a random span pseudo-query
+    # pseudo-query style: "document" (the fields above), "passage" (short untitled passages, MS MARCO-like:
+    # PASSAGE_MIX below) or "auto" (passage when the corpus has no titles and its median length is at most
+    # index_words words; the resolved mix is recorded in the manifest)
+    pseudo_mix: str = "auto"
+    keyword_share: float = 0.0  # share of pseudo-queries that are keyword queries (rarest words of the document)
+    keyword_words: tuple[int, int] = (3, 6)  # min, max words of a keyword pseudo-query
     query_upsample: int = 4  # each labelled train query -> relevant doc pair is repeated this many times
     seed: int = 0  # seed for the data mix, data order, initialisation and dropout
 
@@ -254,6 +261,12 @@ class HybridConfig:
     prefix_bonus: float = 3.0  # prefix_dense: added to the cosine of documents under generated prefixes (> 2: all of them first)
     dev_ndcg10: float = 0.0  # nDCG@10 on the dev split when tuned (0 = not tuned)
 
+
+# Fields added after indexes were saved, per config class, with the value that reproduces the behaviour from
+# before they existed (a saved config lacking them must not pick up today's defaults).
+ADDED_LATER: dict[str, dict[str, Any]] = {
+    "TrainConfig": {"pseudo_mix": "document", "keyword_share": 0.0},
+}
 
 _DATACLASSES: dict[str, type] = {
     c.__name__: c for c in (EmbedConfig, DenseConfig, Bm25Config, CodecConfig, IndexConfig, RecConfig, ModelConfig, TrainConfig, DecodeConfig, HybridConfig)

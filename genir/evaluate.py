@@ -35,8 +35,9 @@ def run_mode(index, queries: Queries, mode: str, *, k: int = 100, batch_size: in
 
 def evaluate_index(index, queries: Queries, qrels: Qrels, *, modes: Sequence[str], dataset: str, split: str,
                    measures: Sequence[str] = DEFAULT_MEASURES, k: int = 100, run_dir: Path | None = None,
-                   batch_size: int = 64, progress: bool | None = None) -> dict:
-    """Evaluate each mode on the same queries; returns the REPORT dict (see README)."""
+                   batch_size: int = 64, progress: bool | None = None, rel: int = 1) -> dict:
+    """Evaluate each mode on the same queries; returns the REPORT dict (see README). ``rel``: lowest grade
+    counted relevant by the binary measures (TREC DL: 2); nDCG uses the grades."""
     judged = set(qrels.table.column("query_id").to_pylist())
     keep = [i for i, q in enumerate(queries.query_ids) if q in judged]
     queries = Queries(queries.table.take(keep))
@@ -48,7 +49,7 @@ def evaluate_index(index, queries: Queries, qrels: Qrels, *, modes: Sequence[str
         idx, scores, paths, seconds = run_mode(index, queries, mode, k=k, batch_size=batch_size, progress=progress)
         entry = {
             "mode": mode,
-            "metrics": evaluate_order(queries.query_ids, idx, doc_ids, qrels, measures),
+            "metrics": evaluate_order(queries.query_ids, idx, doc_ids, qrels, measures, rel=rel),
             "queries_per_second": len(queries) / max(seconds, 1e-9),
         }
         if any(p != mode for p in paths):
@@ -62,6 +63,8 @@ def evaluate_index(index, queries: Queries, qrels: Qrels, *, modes: Sequence[str
         "dataset": dataset,
         "split": split,
         "num_queries": len(queries),
+        "relevance_threshold": rel,
+        "measures": list(measures),
         "results": results,
         "genir_version": genir.__version__,
         "config": to_dict(index.cfg),

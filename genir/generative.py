@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -54,6 +55,7 @@ class GenerativeRetriever:
         self.device = resolve_device(device)
         self.model.to(self.device)
         self.train_result: TrainResult | None = None
+        self.build_info: dict = {}  # training-pair counts and seconds per stage (pairs, encoder_states, train)
 
     # ------------------------------------------------------------------------------------------ training
     @classmethod
@@ -89,9 +91,14 @@ class GenerativeRetriever:
         torch.manual_seed(train_cfg.seed)
         vocab = tuple(int(max(v, c)) for v, c in zip(trie.vocab_sizes, codes.max(axis=0) + 1))
         model = Seq2SeqRetriever(model_cfg, vocab, label_smoothing=train_cfg.label_smoothing).to(info.device)
+        t = time.perf_counter()
         pairs = make_pairs(texts, titles, train_queries, train_doc_idx, cfg=train_cfg)
         logger.info("training pairs: %s from %d unique texts", pairs.counts(), len(pairs.texts))
+        timings = {"pairs": time.perf_counter() - t}
+        t = time.perf_counter()
         flat, offsets = _cached_states(model.encoder, pairs.texts, workdir, info.rank, info.world_size, progress)
+        timings["encoder_states"] = time.perf_counter() - t
+        t = time.perf_counter()
         data = CachedPairs(flat, offsets, pairs.text_idx, torch.from_numpy(codes[pairs.doc_idx]))
         groups = default_param_groups(model.decoder, train_cfg.lr, train_cfg.weight_decay)
         enc = [p for p in model.encoder.parameters() if p.requires_grad]
@@ -100,8 +107,10 @@ class GenerativeRetriever:
         result = train_model(
             model, data, train_cfg, workdir=workdir, resume=resume, device=device, param_groups=groups, progress=progress
         )
+        timings["train"] = time.perf_counter() - t
         retriever = cls(model, trie, device=device)
         retriever.train_result = result
+        retriever.build_info = {"pairs": pairs.counts(), "unique_texts": len(pairs.texts), "seconds": timings}
         return retriever
 
     # ------------------------------------------------------------------------------------------ search

@@ -5,6 +5,7 @@ Dense (FAISS) and BM25 are always built; the semantic-ID codec, ID trie and seq2
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 BASE_MODES = ("dense", "bm25", "rrf")
 MODEL_MODES = ("generative", "hybrid")
 MODES = BASE_MODES + MODEL_MODES
+META_KEYS = ("build_seconds", "embedding_dim", "sources", "fusion_source")  # build facts kept across add/remove
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,7 @@ class GenerativeIndex:
         from genir.metrics import evaluate_order
 
         check_mode("hybrid", self.modes)
+        started = time.perf_counter()
         texts, qids = queries.texts, queries.query_ids
         q_emb = self.embedder.encode(texts)
         rankings = self._fusion_inputs(texts, q_emb, self._generate(texts), k)
@@ -278,14 +281,28 @@ class GenerativeIndex:
             if score > best.dev_ndcg10 + 1e-12:
                 best = dataclasses.replace(cfg, dev_ndcg10=score)
         self.semantic.hybrid = best
+        self.meta.setdefault("build_seconds", {})["tune"] = time.perf_counter() - started
+        self.meta["fusion_source"] = {"tuned_on_queries": len(qids)}
         return {"chosen": to_dict(best), "candidates": candidates}
 
+    def use_fusion(self, hybrid: dict, *, source: str) -> None:
+        """Serve the fusion ``hybrid`` (a HybridConfig dict, e.g. tuned in another index's dev split) instead of
+        tuning here; ``source`` is recorded in the manifest."""
+        from genir.config import HybridConfig
+
+        check_mode("hybrid", self.modes)
+        self.semantic.hybrid = from_dict(HybridConfig, hybrid)
+        self.meta["fusion_source"] = {"carried_from": source}
+
     # ---------------------------------------------------------------- persistence
-    def save(self, path: Path) -> Path:
-        """Write a new version of the index directory atomically; returns the version folder."""
+    def save(self, path: Path, *, started: float | None = None) -> Path:
+        """Write a new version of the index directory atomically; returns the version folder. ``started``
+        (a time.perf_counter() value) records the build's total seconds up to the save in the manifest."""
+        self._started = started
         return write_version(Path(path), self._write)
 
     def _write(self, folder: Path) -> dict:
+        t = time.perf_counter()
         docs = self.corpus.table.add_column(0, "doc_idx", pa.array(np.arange(len(self.corpus), dtype=np.int64)))
         write_parquet(docs, folder / "docs.parquet")
         np.save(folder / "embeddings.npy", self.embeddings, allow_pickle=False)
@@ -296,9 +313,15 @@ class GenerativeIndex:
         if self.semantic is not None:
             (folder / "semantic").mkdir()
             extra = self.semantic.save(folder / "semantic")
+        seconds = self.meta.setdefault("build_seconds", {})
+        seconds["save"] = time.perf_counter() - t  # every file but the manifest and its checksums
+        if getattr(self, "_started", None) is not None:
+            seconds["total"] = time.perf_counter() - self._started
+        self.meta["peak_rss_mb"] = peak_rss_mb()
+        cfg = self.cfg if self.semantic is None else dataclasses.replace(self.cfg, hybrid=self.semantic.hybrid)
         return {**extra,
             "kind": "retrieval",
-            "config": to_dict(self.cfg),
+            "config": to_dict(cfg),  # with the fusion this index serves (tuned or carried over)
             "counts": {"documents": len(self), "rows": len(self.corpus), "deleted": int(self.deleted.sum())},
             "encoder": self.cfg.embed.model,
             "modes": list(self.modes),
@@ -318,13 +341,20 @@ class GenerativeIndex:
         deleted = np.load(folder / "deleted.npy", allow_pickle=False)
         dense = DenseIndex.load(folder / "dense.faiss", cfg.dense, deleted)
         bm25 = Bm25Index.load(folder / "bm25", cfg.bm25)
-        meta = {k: manifest[k] for k in ("build_seconds", "embedding_dim") if k in manifest}
+        meta = {k: manifest[k] for k in META_KEYS if k in manifest}
         semantic = None
         if (folder / "semantic").is_dir():
             from genir.semantic import SemanticLayer
 
             semantic = SemanticLayer.load(folder / "semantic", device=device)
         return cls(cfg, corpus, emb, dense, bm25, semantic=semantic, meta=meta, device=device)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def manifest_of(path: Path) -> dict:

@@ -2,6 +2,9 @@
 
 Queries with judgements but no retrieved documents count as 0 (ir-measures' providers silently skip
 them, which would inflate scores of a system that returns nothing for hard queries).
+
+Graded judgements: ``rel`` is the lowest grade that counts as relevant for the binary measures (RR, R, P,
+AP, Success); nDCG always uses the grades themselves. TREC DL passage ranking counts grades >= 2.
 """
 from __future__ import annotations
 
@@ -13,29 +16,36 @@ import numpy as np
 
 from genir.data.types import Qrels
 
-DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@10", "R@100")
+# MS MARCO / DSI reporting: MRR@10 is RR@10, Hits@1 is R@1 (one relevant passage per query)
+DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@1", "R@10", "R@100")
 
 Run = dict[str, dict[str, float]]  # query_id -> doc_id -> score
 
 
-def parse_measures(names: Iterable[str]) -> list:
+def parse_measures(names: Iterable[str], *, rel: int = 1) -> list:
+    """ir-measures objects; binary measures count grades >= ``rel`` as relevant (unless the name sets rel)."""
+    if rel < 1:
+        raise ValueError(f"relevance threshold must be >= 1, got {rel}")
     out = []
     for name in names:
         try:
-            out.append(ir_measures.parse_measure(name))
+            measure = ir_measures.parse_measure(name)
         except (ValueError, NameError, SyntaxError, TypeError):
             raise ValueError(
                 f"unknown measure {name!r}; use an ir-measures name such as {list(DEFAULT_MEASURES)} or 'P@5', 'AP'"
             ) from None
+        if rel != 1 and "rel" in measure.SUPPORTED_PARAMS and "rel" not in measure.params:
+            measure = measure(rel=rel)
+        out.append(measure)
     return out
 
 
 def evaluate_order(query_ids: Sequence[str], doc_idx: np.ndarray, doc_ids: Sequence[str], qrels: Qrels,
-                   measures: Sequence[str] = DEFAULT_MEASURES) -> dict[str, float]:
+                   measures: Sequence[str] = DEFAULT_MEASURES, *, rel: int = 1) -> dict[str, float]:
     """Measures of the ranked rows as returned (position = rank). Scoring the raw scores instead would let
     trec_eval re-sort equal scores by doc id, and fusion ties often, so it would grade another order."""
     by_position = np.broadcast_to(-np.arange(doc_idx.shape[1], dtype=np.float64), doc_idx.shape)
-    return evaluate(run_from_arrays(query_ids, doc_idx, by_position, doc_ids), qrels, measures)
+    return evaluate(run_from_arrays(query_ids, doc_idx, by_position, doc_ids), qrels, measures, rel=rel)
 
 
 def run_from_arrays(query_ids: Sequence[str], doc_idx: np.ndarray, scores: np.ndarray, doc_ids: Sequence[str]) -> Run:
@@ -50,9 +60,9 @@ def run_from_arrays(query_ids: Sequence[str], doc_idx: np.ndarray, scores: np.nd
     return run
 
 
-def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] = DEFAULT_MEASURES) -> dict[str, float]:
-    """Mean of each measure over every judged query (missing from the run = 0)."""
-    parsed = parse_measures(measures)
+def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] = DEFAULT_MEASURES, *, rel: int = 1) -> dict[str, float]:
+    """Mean of each measure over every judged query (missing from the run = 0); ``rel`` as in parse_measures."""
+    parsed = parse_measures(measures, rel=rel)
     qrel_dict = qrels.as_dict()
     qids = sorted(qrel_dict)
     if not qids:

@@ -1,12 +1,19 @@
 """Training pairs (input text -> document) for the generative retriever, mixed from three sources.
 
-(a) indexing (DSI): title + leading words of the document;
-(b) pseudo-queries ("document as query", NCI / DSI-QG): whole sentences and random word spans of the document;
+(a) indexing (DSI): title + leading words of the document (an untitled passage: its leading words);
+(b) pseudo-queries ("document as query", NCI / DSI-QG): whole sentences, random word spans and keyword
+    queries (the document's rarest words in reading order, like MS MARCO's terse web queries);
 (c) labelled train queries, each repeated ``query_upsample`` times so they are not drowned by (a) and (b).
+
+Two pseudo-query mixes: "document" (titled abstracts, e.g. SciFact: half sentences, half 6-20-word spans) and
+"passage" (short untitled passages, e.g. MS MARCO: a third each of sentences, 3-10-word spans and keyword
+queries). ``resolve_mix`` picks one from the corpus's shape when TrainConfig.pseudo_mix is "auto".
 """
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -18,6 +25,26 @@ INDEXING, PSEUDO, LABELLED = 0, 1, 2
 KINDS = ("indexing", "pseudo", "labelled")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MIN_SENTENCE_WORDS = 4
+_WORD = re.compile(r"[^\W_]+")
+MIXES = ("auto", "document", "passage")
+# Short untitled passages: MS MARCO queries are ~6 words, many of them bare keywords ("60x40 slab cost"),
+# and a 50-word passage has only 2-3 sentences, so a third each of sentences, short spans and keyword queries.
+PASSAGE_MIX = {"sentence_share": 1 / 3, "keyword_share": 1 / 3, "span_words": (3, 10), "keyword_words": (3, 6)}
+
+
+def resolve_mix(cfg: TrainConfig, titles: Sequence[str], texts: Sequence[str]) -> TrainConfig:
+    """``cfg`` with ``pseudo_mix`` made concrete: "auto" -> "passage" when no document has a title and the
+    median document has at most ``index_words`` words (the indexing input is then the whole passage),
+    else "document". "passage" applies PASSAGE_MIX; "document" keeps the fields as they are."""
+    if cfg.pseudo_mix not in MIXES:
+        raise ValueError(f"unknown pseudo_mix {cfg.pseudo_mix!r}; expected one of {MIXES}")
+    mix = cfg.pseudo_mix
+    if mix == "auto":
+        lengths = sorted(len(t.split()) for t in texts)
+        short = bool(lengths) and lengths[len(lengths) // 2] <= cfg.index_words
+        mix = "passage" if short and not any(titles) else "document"
+    extra = PASSAGE_MIX if mix == "passage" else {}
+    return dataclasses.replace(cfg, pseudo_mix=mix, **extra)
 
 
 @dataclass(frozen=True)
@@ -58,17 +85,25 @@ def make_pairs(
     if len(texts) != len(titles):
         raise ValueError(f"{len(texts)} texts but {len(titles)} titles; pass one title per document ('' if none)")
     relevant = _relevant_lists(train_doc_idx, len(train_queries), len(texts))
-    if cfg.span_words[0] < 1 or cfg.span_words[1] < cfg.span_words[0]:
-        raise ValueError(f"span_words must be (min, max) with 1 <= min <= max; got {cfg.span_words}")
+    cfg = resolve_mix(cfg, titles, texts)
+    for name in ("span_words", "keyword_words"):
+        lo, hi = getattr(cfg, name)
+        if lo < 1 or hi < lo:
+            raise ValueError(f"{name} must be (min, max) with 1 <= min <= max; got {(lo, hi)}")
     rng = np.random.default_rng(cfg.seed)
     pool = _TextPool()
     rows: list[tuple[int, int, int]] = []  # (text, doc, kind)
     n_sent = int(round(cfg.pseudo_per_doc * cfg.sentence_share))
+    n_key = int(round(cfg.pseudo_per_doc * cfg.keyword_share)) if cfg.keyword_share > 0 else 0
+    rarity = _idf(texts) if n_key else {}
     for doc, (title, text) in enumerate(zip(titles, texts)):
         words = text.split()
         head = " ".join(words[: cfg.index_words])
         rows.append((pool.add(f"{title}. {head}" if title else head), doc, INDEXING))
-        for pseudo in _pseudo_queries(text, words, n_sent, cfg.pseudo_per_doc, cfg.span_words, rng):
+        queries = _keyword_queries(text, n_key, cfg.keyword_words, rarity, rng) if n_key else []
+        queries += _pseudo_queries(text, words, n_sent, cfg.pseudo_per_doc - len(queries), cfg.span_words, rng,
+                                   seen=set(queries))
+        for pseudo in queries:
             rows.append((pool.add(pseudo), doc, PSEUDO))
     for query, docs in zip(train_queries, relevant):
         t = pool.add(query)
@@ -77,13 +112,45 @@ def make_pairs(
     return TrainingPairs(pool.texts, table[:, 0].copy(), table[:, 1].copy(), table[:, 2].astype(np.int8))
 
 
+def _idf(texts: Sequence[str]) -> dict[str, float]:
+    """log(n / document frequency) of every lower-cased word of ``texts``."""
+    df = Counter(w for t in texts for w in set(_WORD.findall(t.lower())))
+    n = len(texts)
+    return {w: float(np.log(n / c)) for w, c in df.items()}
+
+
+def _keyword_queries(text: str, count: int, size: tuple[int, int], idf: dict[str, float],
+                     rng: np.random.Generator) -> list[str]:
+    """Up to ``count`` distinct keyword queries: ``size`` words drawn from the document's rarer half of its
+    distinct words (weighted by idf), kept in reading order."""
+    words = list(dict.fromkeys(_WORD.findall(text.lower())))  # distinct, in order of first use
+    if len(words) < size[0]:
+        return []
+    weight = np.array([idf.get(w, 0.0) for w in words])
+    pool = np.argsort(-weight, kind="stable")[: max(size[1], (len(words) + 1) // 2)]
+    p = weight[pool] + 1e-6
+    out: list[str] = []
+    for _ in range(2 * count):  # bounded retries: short passages have few distinct keyword sets
+        if len(out) >= count:
+            break
+        m = int(rng.integers(size[0], min(size[1], len(pool)) + 1))
+        pick = np.sort(rng.choice(pool, size=m, replace=False, p=p / p.sum()))
+        query = " ".join(words[i] for i in pick)
+        if query not in out:
+            out.append(query)
+    return out
+
+
 def _pseudo_queries(
-    text: str, words: list[str], n_sent: int, total: int, span_words: tuple[int, int], rng: np.random.Generator
+    text: str, words: list[str], n_sent: int, total: int, span_words: tuple[int, int], rng: np.random.Generator,
+    *, seen: set[str] | None = None,
 ) -> list[str]:
-    """Up to ``n_sent`` distinct sentences, then random spans up to ``total`` queries (fewer for short docs)."""
-    sentences = [s for s in _SENTENCE_END.split(text.strip()) if len(s.split()) >= MIN_SENTENCE_WORDS]
+    """Up to ``n_sent`` distinct sentences, then random spans up to ``total`` queries (fewer for short docs);
+    none of them in ``seen``."""
+    seen = set(seen or ())
+    sentences = [s for s in _SENTENCE_END.split(text.strip()) if len(s.split()) >= MIN_SENTENCE_WORDS and s not in seen]
     picked = [sentences[i] for i in sorted(rng.permutation(len(sentences))[:n_sent])]
-    seen = set(picked)
+    seen |= set(picked)
     if len(words) < span_words[0]:
         return picked
     for _ in range(2 * (total - len(picked))):  # bounded retries: short documents have few distinct spans

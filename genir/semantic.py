@@ -17,6 +17,7 @@ from genir.config import HybridConfig, IndexConfig, from_dict, to_dict
 from genir.data.types import Corpus, Qrels, Queries
 from genir.generative import GenerativeRetriever
 from genir.ids import add_suffix, load_codec, make_codec
+from genir.pseudo import resolve_mix
 from genir.trie import IdTrie
 
 logger = logging.getLogger(__name__)
@@ -78,16 +79,21 @@ class SemanticLayer:
             logger.info("semantic IDs (%s): %s", cfg.codec.scheme, _stats_line(stats))
         ids, vocab = broadcast_array(ids, info), broadcast_array(vocab, info)  # no-ops in a single process
         timings["ids"] = time.perf_counter() - t
+        t = time.perf_counter()
         trie = IdTrie.from_codes(ids, vocab_sizes=tuple(int(v) for v in vocab))
+        timings["trie"] = time.perf_counter() - t
         texts = corpus.table.column("text").to_pylist()
         titles = corpus.table.column("title").to_pylist()
         q_texts, q_docs = ([], []) if train_queries is None else train_pairs(train_queries, train_qrels, corpus.doc_ids)
-        t = time.perf_counter()
+        train_cfg = resolve_mix(cfg.train, titles, texts)
+        logger.info("pseudo-query mix: %s", train_cfg.pseudo_mix)
         retriever = GenerativeRetriever.train(texts, titles, ids, trie, q_texts, q_docs, model_cfg=cfg.model,
-                                              train_cfg=cfg.train, device=device, workdir=workdir, resume=resume,
+                                              train_cfg=train_cfg, device=device, workdir=workdir, resume=resume,
                                               progress=progress)
-        timings["train"] = time.perf_counter() - t
-        meta = {"codec_stats": stats, "build_seconds": timings, "train_queries": len(q_texts), "trained_docs": len(ids)}
+        timings.update(retriever.build_info.get("seconds", {}))
+        meta = {"codec_stats": stats, "build_seconds": timings, "train_queries": len(q_texts), "trained_docs": len(ids),
+                "pseudo_mix": train_cfg.pseudo_mix, "train_config": to_dict(train_cfg),
+                "pairs": retriever.build_info.get("pairs", {})}
         if retriever.train_result is not None:
             meta["train"] = {k: v for k, v in vars(retriever.train_result).items() if isinstance(v, (int, float, str))}
         return cls(codec, ids, trie, retriever, cfg.hybrid, meta)

@@ -41,7 +41,7 @@ def test_index_search_eval_beir_test_split(write_beir, tmp_path, capsys):
     assert report["split"] == "test" and report["num_queries"] == 2
     assert [r["mode"] for r in report["results"]] == ["dense", "bm25"]
     bm25 = report["results"][1]
-    assert set(bm25["metrics"]) == {"nDCG@10", "RR@10", "R@10", "R@100"}
+    assert set(bm25["metrics"]) == {"nDCG@10", "RR@10", "R@1", "R@10", "R@100"}
     assert bm25["metrics"]["RR@10"] == pytest.approx(1.0)  # both test queries share words with their doc
     assert bm25["queries_per_second"] > 0
     assert (tmp_path / "runs" / f"{data.name}-test-bm25.trec").read_text().startswith("q1 Q0 d1 1 ")

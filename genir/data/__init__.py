@@ -8,6 +8,9 @@ Retrieval folders come in two layouts, told apart by ``load_dataset``: BEIR (``c
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
+
+import pyarrow as pa
 
 from genir.data import beir, msmarco
 from genir.data.amazon import load_item_attribute_ids, load_sequences
@@ -22,7 +25,7 @@ FORMATS = ("beir", "msmarco")
 
 __all__ = ["CARVED_SPLITS", "FORMATS", "BeirDataset", "Corpus", "DataFormatError", "Qrels", "Queries",
            "Sequences", "available_splits", "detect_format", "dev_split", "load_beir", "load_corpus", "load_dataset",
-           "load_item_attribute_ids", "load_msmarco", "load_sequences", "read_parquet", "resolve_split",
+           "load_item_attribute_ids", "load_msmarco", "merge_corpora", "load_sequences", "read_parquet", "resolve_split",
            "sql", "write_parquet"]
 
 
@@ -49,6 +52,25 @@ def load_corpus(folder: str | Path) -> Corpus:
     if detect_format(folder) == "beir":
         return beir.read_corpus(beir.find_file(folder, beir.CORPUS_FILES))[0]
     return msmarco.read_collection(beir.find_file(folder, msmarco.COLLECTION_FILES))[0]
+
+
+def merge_corpora(primary: Corpus, extras: Sequence[tuple[str, Corpus]]) -> Corpus:
+    """One corpus from several: ``primary`` keeps its ids (its qrels evaluate unchanged); each extra corpus
+    ``(name, corpus)`` joins with ids namespaced as ``name:id`` (MS MARCO folders reuse small integers, so
+    bare ids from different folders can clash). A namespaced id that still clashes is an error."""
+    tables = [primary.table]
+    seen = set(primary.doc_ids)
+    for name, corpus in extras:
+        if not name or ":" in name:
+            raise ValueError(f"extra corpus name {name!r} must be non-empty and contain no ':'")
+        ids = [f"{name}:{d}" for d in corpus.doc_ids]
+        clash = seen.intersection(ids)
+        if clash:
+            raise ValueError(f"extra corpus {name!r} clashes with documents already indexed "
+                             f"(e.g. {sorted(clash)[:3]}); give the folders distinct names")
+        seen.update(ids)
+        tables.append(corpus.table.set_column(0, "doc_id", pa.array(ids, pa.string())))
+    return Corpus(pa.concat_tables(tables))
 
 
 def load_dataset(folder: str | Path, *, split: str | None = None, dev_fraction: float = 0.2,

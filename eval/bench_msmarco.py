@@ -1,0 +1,308 @@
+"""MS MARCO benchmarks: msmarco-10k dev end to end, TREC DL 2019 zero-shot on the DL pool, and a scale curve.
+
+Every index is built and evaluated through the `genir` command line, as a user would type it; this script
+only runs the commands, reads what they wrote (manifest, REPORT JSON) and writes one result file with the
+commands, provenance (git commit, machine, versions) and per-stage build seconds.
+
+    # msmarco-10k with the defaults: genir index / search / eval --split dev -> eval/results/msmarco-10k-dev.json
+    HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_msmarco.py dev
+    # DL pool, no labelled queries, fusion carried over from the msmarco-10k index -> msmarco-dl19.json
+    HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_msmarco.py dl19 --epochs 2
+    # 10k vs 10k + DL pool (35k) at the same settings, the pseudo-query mixes side by side, and the trained
+    # decoder over 100k / 1M synthetic IDs -> msmarco-scale.json + .png
+    HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_msmarco.py scale --epochs 2
+
+Nothing is tuned on DL 2019 or on a test split: fusion is tuned on the msmarco-10k dev carve-out (20 % of
+its train queries, seed 0) or carried over from that index.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "eval" / "results"
+DATA = Path(os.environ.get("GENIR_DATA", ROOT.parent / "shared" / "data"))
+MODES = ("bm25", "dense", "rrf", "generative", "hybrid")
+PROVENANCE: dict = {}
+
+
+def genir(args: list[str], log: list[dict]) -> str:
+    """Run one `genir` command; its argv, seconds and return code go to ``log``. Fails loudly."""
+    cmd = [sys.executable, "-m", "genir", *args]
+    t = time.perf_counter()
+    print("$ genir " + " ".join(args), file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "GENIR_PROGRESS": "0"})
+    log.append({"argv": ["genir", *args], "seconds": round(time.perf_counter() - t, 1), "returncode": done.returncode})
+    if done.returncode != 0:
+        raise SystemExit(f"failed: genir {' '.join(args)}")  # its stderr went to ours
+    return done.stdout
+
+
+def index_facts(index_dir: Path) -> dict:
+    """Build facts from the live manifest: seconds per stage, peak RSS, size on disk, semantic-ID stats."""
+    folder = index_dir / (index_dir / "CURRENT").read_text().strip()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    semantic = folder / "semantic" / "semantic.json"
+    sem = json.loads(semantic.read_text()) if semantic.exists() else {}
+    return {
+        "version": folder.name,
+        "documents": manifest["counts"]["documents"],
+        "build_seconds": manifest.get("build_seconds"),
+        "peak_rss_mb": manifest.get("peak_rss_mb"),
+        "disk_mb": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20,
+        "sources": manifest.get("sources"),
+        "fusion": manifest["config"].get("hybrid"),
+        "fusion_source": manifest.get("fusion_source"),
+        "pseudo_mix": sem.get("pseudo_mix"),
+        "pairs": sem.get("pairs"),
+        "train": sem.get("train"),
+        "codec_stats": sem.get("codec_stats"),
+        "config": manifest["config"],
+    }
+
+
+def evaluate(index_dir: Path, data: Path, split: str, log: list[dict], *, rel: int = 1, modes=MODES) -> dict:
+    out = index_dir.with_name(index_dir.name + f"-{split}.json")
+    genir(["eval", str(index_dir), "--data", str(data), "--split", split, "--out", str(out),
+           "--rel-threshold", str(rel), *[a for m in modes for a in ("--mode", m)]], log)
+    return json.loads(out.read_text())
+
+
+def build(data: Path, out: Path, log: list[dict], *extra: str, rebuild: bool = False) -> None:
+    if rebuild or not (out / "CURRENT").exists():
+        genir(["index", str(data), "--out", str(out), *extra], log)
+
+
+def write(name: str, result: dict) -> Path:
+    path = RESULTS / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"provenance": PROVENANCE, **result}, indent=2))
+    tmp.replace(path)
+    print(f"wrote {path}")
+    return path
+
+
+def rows(report: dict) -> dict:
+    return {r["mode"]: {**r["metrics"], "queries_per_second": r["queries_per_second"], **({"paths": r["paths"]} if "paths" in r else {})}
+            for r in report["results"]}
+
+
+# ------------------------------------------------------------------------------------------------ dev
+def cmd_dev(args) -> None:
+    data, out, log = args.data / "msmarco-10k", args.indexes / "msmarco-10k", []
+    build(data, out, log, *args.index_args, rebuild=args.rebuild)
+    example = genir(["search", str(out), "what is the most awarded japanese whisky", "-k", "3", "--json"], log)
+    report = evaluate(out, data, "dev", log)
+    write("msmarco-10k-dev.json", {
+        "what": "msmarco-10k: genir index with the defaults, then genir eval --split dev (20 % of the train "
+                "queries, seed 0; the model trains on the other 80 %, the fusion is tuned on dev)",
+        "commands": log, "index": index_facts(out), "num_queries": report["num_queries"],
+        "relevance_threshold": report["relevance_threshold"], "results": rows(report),
+        "example_search": json.loads(example),
+    })
+
+
+# ------------------------------------------------------------------------------------------------ dl19
+def cmd_dl19(args) -> None:
+    data, out, log = args.data / "msmarco-dl-pool", args.indexes / f"msmarco-dl-pool-e{args.epochs:g}", []
+    fusion = args.indexes / "msmarco-10k"
+    if not (fusion / "CURRENT").exists():
+        raise SystemExit(f"{fusion} is missing: run `bench_msmarco.py dev` first (its dev-tuned fusion is carried over)")
+    build(data, out, log, "--epochs", str(args.epochs), "--fusion-from", str(fusion), *args.index_args,
+          rebuild=args.rebuild)
+    report = evaluate(out, data, "dl19", log, rel=2)
+    default = default_fusion(out, data, "dl19", rel=2)
+    write("msmarco-dl19.json", {
+        "what": "TREC DL 2019 on the DL pool (24,884 passages), zero-shot: the model trains on indexing pairs and "
+                "pseudo-queries only; the hybrid serves the fusion tuned on msmarco-10k dev (carried over). "
+                "DL 2019 is for evaluation only: nothing is tuned on it. RR/R count grades >= 2; nDCG uses grades.",
+        "commands": log, "index": index_facts(out), "num_queries": report["num_queries"],
+        "relevance_threshold": report["relevance_threshold"], "results": rows(report),
+        "hybrid_with_untuned_default_fusion": {"fusion": default["config"]["hybrid"], "results": rows(default)},
+    })
+
+
+def default_fusion(index_dir: Path, data: Path, split: str, *, rel: int) -> dict:
+    """The hybrid mode of ``index_dir`` served with HybridConfig() (what an index without a dev split and
+    without --fusion-from would serve), evaluated in this process on ``split``."""
+    import dataclasses
+
+    from genir.config import HybridConfig
+    from genir.data import load_dataset
+    from genir.evaluate import evaluate_index
+    from genir.index import GenerativeIndex
+
+    index = GenerativeIndex.load(index_dir, device="cpu")
+    index.semantic.hybrid = HybridConfig()
+    index.cfg = dataclasses.replace(index.cfg, hybrid=HybridConfig())
+    ds = load_dataset(data, split=split)
+    return evaluate_index(index, ds.split_queries(), ds.qrels, modes=["hybrid"], dataset=data.name, split=split, rel=rel)
+
+
+# ------------------------------------------------------------------------------------------------ scale
+def synthetic_ids(real: np.ndarray, n: int, *, seed: int = 0) -> np.ndarray:
+    """(n, levels) codes drawn level by level from the real IDs' code frequencies (so they crowd the same
+    prefixes the decoder knows), without the suffix column."""
+    rng = np.random.default_rng(seed)
+    levels = real.shape[1] - 1
+    out = np.zeros((n, levels), dtype=np.int64)
+    for level in range(levels):
+        values, counts = np.unique(real[:, level], return_counts=True)
+        out[:, level] = rng.choice(values, size=n, p=counts / counts.sum())
+    return out
+
+
+def extended_decoding(index_dir: Path, data: Path, sizes: list[int], queries: int = 64, repeats: int = 3) -> list[dict]:
+    """The trained decoder over the real IDs plus synthetic ones (``sizes`` IDs in all): decode seconds per
+    batch of dev queries, trie memory, process peak RSS, and dev RR@10 of the generative ranking (synthetic
+    IDs are never relevant)."""
+    import resource
+
+    import torch
+
+    from genir.data import load_dataset
+    from genir.generative import GenerativeRetriever
+    from genir.ids import add_suffix
+    from genir.index import GenerativeIndex
+    from genir.metrics import evaluate_order
+    from genir.trie import IdTrie
+
+    index = GenerativeIndex.load(index_dir, device="cpu")
+    sem = index.semantic
+    dev = load_dataset(data, split="dev")
+    texts, qids = dev.split_queries().texts, dev.split_queries().query_ids
+    doc_ids = index.corpus.doc_ids
+    out = []
+    for size in [len(sem.ids), *sizes]:
+        extra = max(0, size - len(sem.ids))
+        codes = sem.ids if extra == 0 else np.concatenate(
+            [sem.ids, add_suffix(synthetic_ids(sem.ids, extra), existing=sem.ids)])
+        vocab = tuple(max(v, int(c) + 1) for v, c in zip(sem.trie.vocab_sizes, codes.max(axis=0)))
+        decoder_vocab = sem.retriever.model.decoder.vocab_sizes
+        codes = codes[np.all(codes < np.asarray(decoder_vocab), axis=1)]  # suffixes the decoder can emit
+        t = time.perf_counter()
+        trie = IdTrie.from_codes(codes, vocab_sizes=vocab)
+        trie_seconds = time.perf_counter() - t
+        retriever = GenerativeRetriever(sem.retriever.model, trie, device="cpu")
+        batch = texts[:queries]
+        retriever.search(batch, k=10, beam_size=index.cfg.decode.beam_size)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            retriever.search(batch, k=10, beam_size=index.cfg.decode.beam_size)
+            times.append(time.perf_counter() - t)
+        idx, _ = retriever.search(texts, k=10, beam_size=index.cfg.decode.beam_size)
+        ids_all = doc_ids + [f"synthetic-{i}" for i in range(len(codes) - len(doc_ids))]
+        metrics = evaluate_order(qids, idx, ids_all, dev.qrels, ("RR@10", "R@1", "R@10"))
+        out.append({"ids": int(len(codes)), "synthetic": int(len(codes) - len(doc_ids)),
+                    "decode_seconds_per_batch": float(np.median(times)), "batch_queries": len(batch),
+                    "queries_per_second": len(batch) / float(np.median(times)),
+                    "trie_build_seconds": trie_seconds, "trie_mb": trie.memory_bytes() / 2**20,
+                    "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                    "synthetic_in_top10": float(np.mean(idx >= len(doc_ids))), "dev": metrics,
+                    "torch_threads": torch.get_num_threads()})
+        print(out[-1], flush=True)
+    return out
+
+
+def plot_scale(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = result["sizes"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    docs = [s["index"]["documents"] for s in sizes]
+    for mode in MODES:
+        axes[0].plot(docs, [s["results"][mode]["RR@10"] for s in sizes], marker="o", label=mode)
+    axes[0].set(xlabel="passages in the index", ylabel="RR@10 (msmarco-10k dev)", title="quality vs corpus size")
+    axes[0].legend()
+    stages = sorted({k for s in sizes for k in (s["index"]["build_seconds"] or {}) if k != "total"})
+    bottom = np.zeros(len(sizes))
+    for stage in stages:
+        vals = np.array([(s["index"]["build_seconds"] or {}).get(stage, 0.0) / 60 for s in sizes])
+        axes[1].bar([str(d) for d in docs], vals, bottom=bottom, label=stage)
+        bottom += vals
+    axes[1].set(xlabel="passages in the index", ylabel="minutes", title="build time per stage")
+    axes[1].legend(fontsize=7)
+    ext = result["extended_ids"]
+    axes[2].plot([e["ids"] for e in ext], [1000 * e["decode_seconds_per_batch"] / e["batch_queries"] for e in ext],
+                 marker="o", label="decode ms / query")
+    axes[2].set(xscale="log", xlabel="IDs in the trie (real + synthetic)", ylabel="ms per query (batch of 64)",
+                title="trained decoder, extended ID space")
+    ax2 = axes[2].twinx()
+    ax2.plot([e["ids"] for e in ext], [e["trie_mb"] for e in ext], marker="s", color="gray", label="trie MB")
+    ax2.set(ylabel="trie MB")
+    axes[2].legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def cmd_scale(args) -> None:
+    data, pool, log = args.data / "msmarco-10k", args.data / "msmarco-dl-pool", []
+    epochs = ["--epochs", str(args.epochs)]
+    small = args.indexes / f"msmarco-10k-e{args.epochs:g}"
+    large = args.indexes / f"msmarco-35k-e{args.epochs:g}"
+    build(data, small, log, *epochs, *args.index_args, rebuild=args.rebuild)
+    build(data, large, log, *epochs, "--extra-corpus", str(pool), *args.index_args, rebuild=args.rebuild)
+    sizes = []
+    for path in (small, large):
+        report = evaluate(path, data, "dev", log)
+        sizes.append({"index": index_facts(path), "results": rows(report), "num_queries": report["num_queries"]})
+    mixes = []
+    if args.document_mix:
+        doc = args.indexes / f"msmarco-10k-e{args.epochs:g}-document-mix"
+        build(data, doc, log, *epochs, "--pseudo-mix", "document", *args.index_args, rebuild=args.rebuild)
+        report = evaluate(doc, data, "dev", log, modes=("generative", "hybrid"))
+        mixes = [{"pseudo_mix": "passage (default for short untitled passages)", "results": sizes[0]["results"]},
+                 {"pseudo_mix": "document", "results": rows(report), "index": index_facts(doc)}]
+    result = {
+        "what": f"msmarco-10k dev queries over 10k passages and over 10k + the DL pool as distractors (35k), both "
+                f"built with --epochs {args.epochs:g} and otherwise the defaults; then the 10k model's decoder over "
+                f"extra synthetic IDs",
+        "commands": log, "sizes": sizes, "pseudo_mix_comparison": mixes,
+        "extended_ids": extended_decoding(small, data, args.synthetic_sizes),
+    }
+    path = write("msmarco-scale.json", result)
+    plot_scale(result, path.with_suffix(".png"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DATA, help="folder holding msmarco-10k/ and msmarco-dl-pool/")
+    p.add_argument("--indexes", type=Path, default=ROOT / "indexes", help="where the indexes are built")
+    p.add_argument("--rebuild", action="store_true", help="rebuild indexes that exist")
+    p.add_argument("--index-arg", dest="index_args", action="append", default=[],
+                   help="extra `genir index` argument (repeatable), e.g. --index-arg=--device=cpu")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("dev").set_defaults(fn=cmd_dev)
+    dl = sub.add_parser("dl19")
+    dl.add_argument("--epochs", type=float, default=2.0)
+    dl.set_defaults(fn=cmd_dl19)
+    sc = sub.add_parser("scale")
+    sc.add_argument("--epochs", type=float, default=2.0)
+    sc.add_argument("--synthetic-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
+    sc.add_argument("--document-mix", action="store_true", help="also build 10k with the document pseudo-query mix")
+    sc.set_defaults(fn=cmd_scale)
+    args = p.parse_args()
+    from genir.provenance import provenance
+
+    global PROVENANCE
+    PROVENANCE = provenance()  # the code that runs is the code at the start
+    if not (args.data / "msmarco-10k").is_dir():
+        raise SystemExit(f"{args.data}/msmarco-10k not found: pass --data FOLDER (see ../shared/data/README.md)")
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()

