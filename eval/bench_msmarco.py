@@ -253,7 +253,10 @@ def cmd_scale(args) -> None:
     epochs = ["--epochs", str(args.epochs)]
     small = args.indexes / f"msmarco-10k-e{args.epochs:g}"
     large = args.indexes / f"msmarco-35k-e{args.epochs:g}"
-    build(data, small, log, *epochs, *args.index_args, rebuild=args.rebuild)
+    # the 10k builds share the dev build's workdir: same passages (embedding cache) and, for the same mix, the
+    # same training texts (encoder-state cache); checkpoints of other settings there are cleared, not resumed
+    shared = ["--workdir", str(args.indexes / "msmarco-10k.work")]
+    build(data, small, log, *epochs, *shared, *args.index_args, rebuild=args.rebuild)
     build(data, large, log, *epochs, "--extra-corpus", str(pool), *args.index_args, rebuild=args.rebuild)
     sizes = []
     for path in (small, large):
@@ -262,7 +265,7 @@ def cmd_scale(args) -> None:
     mixes = []
     if args.document_mix:
         doc = args.indexes / f"msmarco-10k-e{args.epochs:g}-document-mix"
-        build(data, doc, log, *epochs, "--pseudo-mix", "document", *args.index_args, rebuild=args.rebuild)
+        build(data, doc, log, *epochs, "--pseudo-mix", "document", *shared, *args.index_args, rebuild=args.rebuild)
         report = evaluate(doc, data, "dev", log, modes=("generative", "hybrid"))
         mixes = [{"pseudo_mix": "passage (default for short untitled passages)", "results": sizes[0]["results"]},
                  {"pseudo_mix": "document", "results": rows(report), "index": index_facts(doc)}]
