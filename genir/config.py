@@ -203,6 +203,7 @@ class ModelConfig:
     n_heads: int = 6  # decoder attention heads (must divide d_model)
     d_ff: int = 1536  # decoder feed-forward width
     dropout: float = 0.1  # decoder dropout (residual and embeddings)
+    pooled_memory: bool = False  # the decoder also reads the mean of the encoder states (sentence embedding) as a token
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,7 @@ class HybridConfig:
 # before they existed (a saved config lacking them must not pick up today's defaults).
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "TrainConfig": {"pseudo_mix": "document", "keyword_share": 0.0},
+    "ModelConfig": {"pooled_memory": False},
 }
 
 _DATACLASSES: dict[str, type] = {

@@ -125,8 +125,10 @@ class IdDecoder(nn.Module):
         d_mem: int = 384,
         d_ff: int | None = None,
         dropout: float = 0.1,
+        pooled_memory: bool = False,
     ) -> None:
         super().__init__()
+        self.pooled_memory = pooled_memory
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} must be divisible by n_heads {n_heads}")
         if not vocab_sizes or min(vocab_sizes) < 1:
@@ -148,9 +150,17 @@ class IdDecoder(nn.Module):
     def _memory(self, memory: Tensor, memory_mask: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
         if memory.shape[-1] != self.d_mem:
             raise ValueError(f"memory has width {memory.shape[-1]}; this decoder was built with d_mem={self.d_mem}")
-        mem = self.mem_proj(memory.to(self.tok_emb.weight.dtype))
+        memory, memory_mask = memory.to(self.tok_emb.weight.dtype), memory_mask.bool()
+        if self.pooled_memory:
+            # the masked mean of the memory (the sentence embedding's direction) as one more memory token: the
+            # semantic IDs are a function of that vector, so the decoder gets it without learning to pool
+            m = memory_mask[:, :, None].to(memory.dtype)
+            pooled = (memory * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1.0)
+            memory = torch.cat([pooled, memory], dim=1)
+            memory_mask = torch.cat([torch.ones_like(memory_mask[:, :1]), memory_mask], dim=1)
+        mem = self.mem_proj(memory)
         kv = [layer.memory_kv(mem) for layer in self.layers]
-        return [k for k, _ in kv], [v for _, v in kv], memory_mask.bool()[:, None, None, :]
+        return [k for k, _ in kv], [v for _, v in kv], memory_mask[:, None, None, :]
 
     def forward(self, memory: Tensor, memory_mask: Tensor, codes: Tensor) -> list[Tensor]:
         """Teacher forcing: codes (B, depth) int64 -> per-level logits, entry l is (B, vocab_sizes[l])."""
@@ -304,6 +314,7 @@ class Seq2SeqRetriever(nn.Module):
             d_mem=self.encoder.dim,
             d_ff=cfg.d_ff,
             dropout=cfg.dropout,
+            pooled_memory=cfg.pooled_memory,
         )
 
     def forward(self, states: Tensor, mask: Tensor, codes: Tensor) -> Tensor:

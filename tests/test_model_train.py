@@ -228,3 +228,26 @@ def test_text_encoder_states_equal_a_plain_transformers_forward(trainable_layers
         ref = enc.bert(input_ids=ids, attention_mask=ref_mask.long()).last_hidden_state
     assert torch.equal(mask, ref_mask) and not mask.all(), "the batch must contain padding"
     torch.testing.assert_close(states[mask], ref[mask], rtol=1e-5, atol=1e-5)
+
+
+def test_pooled_memory_token_is_padding_blind_and_incremental_decoding_matches():
+    """pooled_memory adds the masked mean of the memory as a token: padded positions never change it, and
+    the KV-cached step path gives the teacher-forced logits; old configs load without it."""
+    from genir.config import ModelConfig, from_dict
+
+    torch.manual_seed(0)
+    dec = IdDecoder((8, 8, 4), d_model=32, n_layers=2, n_heads=4, d_mem=16, dropout=0.0, pooled_memory=True).eval()
+    plain = IdDecoder((8, 8, 4), d_model=32, n_layers=2, n_heads=4, d_mem=16, dropout=0.0).eval()
+    plain.load_state_dict(dec.state_dict())
+    mem, mask = torch.randn(3, 5, 16), torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False
+    codes = torch.randint(0, 4, (3, 3))
+    with torch.no_grad():
+        full = dec(mem, mask, codes)
+        noisy = mem.clone()
+        noisy[1, 3:] = 99.0  # padding
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(dec(noisy, mask, codes), full))
+        assert not torch.allclose(plain(mem, mask, codes)[0], full[0])  # the pooled token is read
+        cache = dec.start(mem, mask)
+        assert torch.allclose(dec.step(cache, None, 0)[:, 0], full[0], atol=1e-5)
+    assert from_dict(ModelConfig, {}).pooled_memory is False and ModelConfig().pooled_memory is False
