@@ -4,9 +4,9 @@
       step-00000100/          retrieval: numbered by optimizer step (recommendation: epoch-00000003/)
         *.safetensors         weights, optimizer moments, ... (no pickle)
         state.json            format, counter, fingerprint and the loop's own state; written last
-      .tmp-step-200-XXXX/     a write in progress (or killed): never read, removed when the next run starts
+      .tmp-step-00000200-XXXX/  a write in progress (or killed): never read, removed when the next run starts
 
-One write discipline: every checkpoint is built in a temporary folder and renamed into place, and nothing is
+One write discipline (genir.store.atomic_write): every checkpoint is built in a temporary folder and renamed into place, and nothing is
 ever modified in place, so a kill at any moment leaves each checkpoint complete or absent. One fingerprint
 rule: a checkpoint records the settings that shape training and an identity of the training data, and a
 resume from a checkpoint whose fingerprint differs is refused, naming what differs. Crash hooks
@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from genir.store import crash_point, fsync_dir
+from genir.store import atomic_write, crash_point
 
 logger = logging.getLogger(__name__)
 
@@ -118,27 +118,21 @@ def write(folder: Path, count: int, tensors: Mapping[str, Mapping[str, Tensor]],
 
     ``tensors``: file name (without .safetensors) -> tensors; ``state``: the loop's JSON-able state.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{unit}-{count}-", dir=folder))
-    final = folder / f"{unit}-{count:08d}"
-    try:
+    final = Path(folder) / f"{unit}-{count:08d}"
+
+    def fill(tmp: Path) -> None:
         for name, group in tensors.items():
             save_file({k: v.detach().cpu().contiguous() for k, v in group.items()}, str(tmp / f"{name}.safetensors"))
         doc = {"format": FORMAT, unit: count, **state, "settings": fingerprint.settings, "data": fingerprint.data}
         (tmp / STATE).write_text(json.dumps(doc, indent=2))
-        for f in tmp.iterdir():  # durable before the rename makes them visible, also across a power cut
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        crash_point("checkpoint.written")  # complete files under a temp name: a resume must ignore them
+
+    def before_rename() -> None:
+        crash_point("checkpoint.written")  # complete, fsynced files under a temp name: a resume must ignore them
         if final.exists():  # the same count again (an earlier run's leftover): replace it
             _remove(final)
-        os.rename(tmp, final)
-        fsync_dir(folder)
-        crash_point("checkpoint.renamed")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_write(final, fill, directory=True, before_replace=before_rename)  # temp folder .tmp-{unit}-{count:08d}-*
+    crash_point("checkpoint.renamed")
     for old in checkpoints(folder)[: -max(1, keep)]:
         _remove(old)
     return final

@@ -291,11 +291,9 @@ def _print_report(report: dict) -> None:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    from genir.store import atomic_write_json
+
+    atomic_write_json(Path(path), obj)
 
 
 @app.command()

@@ -114,10 +114,9 @@ class Embedder:
         emb = np.empty_like(local)
         emb[rows] = local
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.stem + f".tmp-{os.getpid()}.npy")
-            np.save(tmp, emb, allow_pickle=False)
-            os.replace(tmp, path)
+            from genir.store import atomic_write
+
+            atomic_write(path, lambda tmp: np.save(tmp, emb, allow_pickle=False))
         return emb
 
     def _cache_path(self, texts: Sequence[str], cache_dir: Path) -> Path:

@@ -249,11 +249,10 @@ def _cached_states(
     key = hashlib.sha256(json.dumps([encoder.split, encoder.max_tokens, str(encoder.bert.config._name_or_path), texts]).encode()).hexdigest()[:16]
     path = Path(workdir) / "encoder_cache" / f"{key}.safetensors"
     if rank == 0 and not path.exists():
+        from genir.store import atomic_write
+
         flat, offsets = encode_states(encoder, texts, progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"flat": flat, "offsets": offsets}, str(tmp))
-        tmp.rename(path)
+        atomic_write(path, lambda tmp: save_file({"flat": flat, "offsets": offsets}, str(tmp)))
     if world > 1:
         dist.barrier()  # other ranks read what rank 0 wrote
     cached = load_file(str(path))

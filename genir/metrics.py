@@ -77,15 +77,16 @@ def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] = DEFAULT_MEASURES,
 
 def write_trec_run(run: Run, path: Path, *, tag: str = "genir") -> None:
     """TREC format: qid Q0 docid rank score tag."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for qid, hits in run.items():
-            ranked = sorted(hits.items(), key=lambda kv: -kv[1])
-            for rank, (doc, score) in enumerate(ranked, 1):
-                f.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
-    tmp.replace(path)
+    from genir.store import atomic_write
+
+    def lines(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for qid, hits in run.items():
+                ranked = sorted(hits.items(), key=lambda kv: -kv[1])
+                for rank, (doc, score) in enumerate(ranked, 1):
+                    f.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
+
+    atomic_write(Path(path), lines)
 
 
 def read_trec_run(path: Path) -> Run:

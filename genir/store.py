@@ -76,6 +76,50 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def atomic_write(path: Path, write: Callable[[Path], Any], *, directory: bool = False,
+                 before_replace: Callable[[], None] | None = None) -> Path:
+    """Create or replace ``path`` so that readers see the old content or the new, never a part.
+
+    ``write(tmp)`` fills a temp path in the same folder (a file named like ``path``, same suffix, so writers
+    such as ``np.save`` keep the name; with ``directory=True`` an empty folder). The temp is fsynced (every
+    file inside a folder), renamed over ``path`` and the folder fsynced; on any failure the temp is removed
+    and ``path`` is untouched. ``before_replace()`` runs between the fsync and the rename (a kill-test
+    ``crash_point``; moving an existing folder ``path`` away, as a rename cannot replace a non-empty folder).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        write(tmp)
+        for f in sorted(tmp.rglob("*")) if directory else [tmp]:
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: Path, text: str, *, before_replace: Callable[[], None] | None = None) -> Path:
+    """``atomic_write`` of UTF-8 text."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), before_replace=before_replace)
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    """``atomic_write`` of ``obj`` as indented JSON."""
+    return atomic_write_text(path, json.dumps(obj, indent=2))
+
+
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
 
@@ -96,12 +140,8 @@ def _finish_version(folder: Path, manifest: dict[str, Any]) -> None:
         **manifest,
         "files": files,
     }
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    crash_point("rename manifest")
-    os.replace(tmp, folder / MANIFEST)
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False), 
+                      before_replace=lambda: crash_point("rename manifest"))
     for sub in {p.parent for p in _files(folder)} | {folder}:
         fsync_dir(sub)
 
@@ -219,13 +259,7 @@ def write_version(path: Path, write: Callable[[Path], dict[str, Any]]) -> Path:
         crash_point("rename version")
         os.replace(staging, root / name)
         crash_point("write pointer")
-        pointer_tmp = root / f".{CURRENT}.tmp-{os.getpid()}"
-        pointer_tmp.write_text(name + "\n")
-        with open(pointer_tmp, "rb") as f:
-            os.fsync(f.fileno())
-        crash_point("switch pointer")
-        os.replace(pointer_tmp, root / CURRENT)
-        fsync_dir(root)
+        atomic_write_text(root / CURRENT, name + "\n", before_replace=lambda: crash_point("switch pointer"))
         if fresh:
             (root / ".lock").touch()  # created with the index, so a failed update leaves the folder as it was
             crash_point("rename index")

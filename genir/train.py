@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from genir import checkpoint
 from genir.config import TrainConfig, to_dict
 from genir.device import DEVICES, DistInfo, resolve_device, setup_distributed  # noqa: F401 (re-exported: one resolver)
-from genir.progress import progress_enabled
+from genir.progress import ProgressBar, progress_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ def train_model(
     log_every = max(1, min(50, total // 20))
     t0 = time.perf_counter()
     model.train()
-    bar = _Bar(total, start, enabled=progress_enabled(progress) and info.rank == 0)
+    bar = ProgressBar("training", total=total, completed=start, enabled=progress_enabled(progress) and info.rank == 0,
+                      fields={"loss": "-"})
     perm, perm_epoch = None, -1
     loss_value = float("nan")
     for step in range(start, total):
@@ -170,7 +171,7 @@ def train_model(
             losses.append(float(np.mean(window)))
             window = []
             logger.info("step %d/%d loss %.4f", done, total, losses[-1])
-        bar.update(done, loss_value)
+        bar.update(done, loss=f"{loss_value:.4f}")
         if ckpt_dir is not None and (done == total or (cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0)):
             _save_on_rank0(info, ckpt_dir, done, model, optimizer, cfg, loss_value, n)
         if on_step is not None:
@@ -246,27 +247,3 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     if optimizer is not None:
         checkpoint.load_optimizer(params, optimizer, checkpoint.tensors(path, "optimizer"))
     return int(state["step"])
-
-
-class _Bar:
-    """A rich progress bar showing the loss; a no-op when disabled."""
-
-    def __init__(self, total: int, start: int, *, enabled: bool) -> None:
-        self._progress = None
-        if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(), transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("train", total=total, completed=start, loss="-")
-
-    def update(self, done: int, loss: float) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=done, loss=f"{loss:.4f}")
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()

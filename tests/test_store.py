@@ -97,3 +97,72 @@ def test_refuses_foreign_directory(tmp_path):
 def test_missing_index_dir(tmp_path):
     with pytest.raises(IndexFormatError, match="does not exist"):
         verify(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------------------------------------- atomic_write
+def test_atomic_write_failure_keeps_old_file_and_leaves_no_temp(tmp_path):
+    from genir.store import atomic_write, atomic_write_text
+
+    target = tmp_path / "report.json"
+    atomic_write_text(target, "old")
+
+    def half_then_fail(tmp):
+        tmp.write_text("half of the new")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, half_then_fail)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"], "no temp file left behind"
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_atomic_write_keeps_the_suffix_for_numpy_and_writes_folders(tmp_path):
+    import numpy as np
+
+    from genir.store import atomic_write
+
+    arr = np.arange(6).reshape(2, 3)
+    atomic_write(tmp_path / "x.npy", lambda tmp: np.save(tmp, arr, allow_pickle=False))  # np.save adds .npy otherwise
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), arr)
+
+    def fill(tmp):
+        (tmp / "a.txt").write_text("a")
+        raise KeyboardInterrupt  # a kill-like interruption mid-folder
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "ckpt", fill, directory=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+    atomic_write(tmp_path / "ckpt", lambda tmp: (tmp / "a.txt").write_text("a"), directory=True)
+    assert (tmp_path / "ckpt" / "a.txt").read_text() == "a"
+
+
+def test_every_writer_goes_through_atomic_write(tmp_path, monkeypatch):
+    """TREC runs, parquet, reports: a failing write leaves the previous file and no temp behind."""
+    import pyarrow as pa
+
+    from genir import store
+    from genir.cli import _write_json
+    from genir.data.store import write_parquet
+    from genir.metrics import write_trec_run
+
+    write_trec_run({"q": {"d": 1.0}}, tmp_path / "run.trec")
+    write_parquet(pa.table({"a": [1]}), tmp_path / "t.parquet")
+    _write_json(tmp_path / "r.json", {"a": 1})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = store.atomic_write
+
+    def failing(path, write, **kw):
+        def broken(tmp):
+            write(tmp)
+            raise OSError("no space left on device")
+        return real(path, broken, **kw)
+
+    monkeypatch.setattr(store, "atomic_write", failing)
+    for call in (lambda: write_trec_run({"q": {"e": 2.0}}, tmp_path / "run.trec"),
+                 lambda: write_parquet(pa.table({"a": [2]}), tmp_path / "t.parquet"),
+                 lambda: _write_json(tmp_path / "r.json", {"a": 2})):
+        with pytest.raises(OSError, match="no space"):
+            call()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -72,7 +72,7 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(tmp_path, wr
                     GENIR_CRASH_AT=str(written[1]))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert latest_checkpoint(b_work / "checkpoints").name == "step-00000003"
-    assert any(p.name.startswith(".tmp-step-6") for p in (b_work / "checkpoints").iterdir())
+    assert any(p.name.startswith(".tmp-step-00000006") for p in (b_work / "checkpoints").iterdir())
     assert not (b_out / "CURRENT").exists()  # no index was published by the killed run
 
     resumed = _genir(["index", str(data), "--out", str(b_out), "--workdir", str(b_work), *TINY, "--resume"])

@@ -8,15 +8,14 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from genir.data.errors import DataFormatError
-from genir.progress import progress_enabled
+from genir.progress import ProgressBar
 
 GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_MIN_BYTES = 64 << 20  # smaller files read in about a second: no bar
@@ -26,20 +25,6 @@ _PROGRESS_EVERY = 1 << 16  # lines between bar updates, so the bar costs nothing
 def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(2) == GZIP_MAGIC
-
-
-@contextmanager
-def _byte_progress(path: Path) -> Iterator[Callable[[int], None]]:
-    """A callback taking the byte offset reached; draws a bar only for big files on a terminal."""
-    size = path.stat().st_size
-    if size < _PROGRESS_MIN_BYTES or not progress_enabled():
-        yield lambda offset: None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"reading {path.name}", total=size)
-        yield lambda offset: bar.update(task, completed=offset)
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
@@ -54,11 +39,13 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     gz = _is_gzip(path)
     lineno = 0
     try:
-        with open(path, "rb") as file, _byte_progress(path) as advance:
+        size = path.stat().st_size
+        with open(path, "rb") as file, ProgressBar(f"reading {path.name}", total=size,
+                                                   enabled=None if size >= _PROGRESS_MIN_BYTES else False) as bar:
             f = gzip.GzipFile(fileobj=file, mode="rb") if gz else file
             for lineno, raw in enumerate(f, start=1):
                 if lineno % _PROGRESS_EVERY == 0:
-                    advance(file.tell())  # compressed bytes for gzip: the bar tracks the disk file
+                    bar.update(file.tell())  # compressed bytes for gzip: the bar tracks the disk file
                 try:
                     text = raw.decode("utf-8", errors="strict")
                 except UnicodeDecodeError as e:

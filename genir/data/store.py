@@ -1,8 +1,6 @@
 """Parquet persistence (atomic writes) and SQL over in-memory arrow tables through duckdb."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import duckdb
@@ -24,21 +22,14 @@ def _as_table(table: TableLike) -> pa.Table:
 
 
 def write_parquet(table: TableLike, path: str | Path) -> Path:
-    """Write ``table`` to ``path`` atomically: a temp file in the same folder, then os.replace.
+    """Write ``table`` to ``path`` atomically (``genir.store.atomic_write``).
 
     Readers never see a half-written file, and a crash leaves the previous version intact.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(_as_table(table), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from genir.store import atomic_write
+
+    arrow = _as_table(table)
+    return atomic_write(Path(path), lambda tmp: pq.write_table(arrow, tmp))
 
 
 def read_parquet(path: str | Path) -> pa.Table:

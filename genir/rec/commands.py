@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -55,6 +54,7 @@ def evaluate(index_dir: str | Path, *, data: str | Path, split: str = "test", mo
     rec = Recommender.load(Path(index_dir), device=device)
     report = rec.evaluate(split, modes=modes, sequences=load_sequences(Path(data)))
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=2))
+        from genir.store import atomic_write_json
+
+        atomic_write_json(Path(out), report)
     return report
