@@ -44,6 +44,7 @@ def main() -> None:
     from genir.embed import Embedder
     from genir.evaluate import evaluate_index
     from genir.index import GenerativeIndex
+    from genir.store import atomic_write_json
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,19 +89,19 @@ def main() -> None:
     reports = {name: evaluate_index(idx, queries_new, qrels_new, modes=MODES, dataset="scifact",
                                     split="dev (relevant docs added later)")
                for name, idx in (("incremental_add", index), ("full_build", full))}
-    # the unseen-document rule of the gated hybrid (genir.hybrid.gated), on and off, on these queries and on all
-    # of dev; off = every row counted as trained, as in indexes written before the rule
+    # the unseen-document rule of the gated hybrid (HybridConfig.unseen_second, genir.hybrid.gated), on and off,
+    # on these queries and on all of dev
     rule = {}
-    trained = index.semantic.meta["trained_docs"]
+    served = index.cfg
     sets = {"added_relevant": (queries_new, qrels_new), "all_dev": (dev.split_queries(), dev.qrels)}
-    for name, count in (("with_rule", trained), ("without_rule", len(index.semantic.ids))):
-        index.semantic.meta["trained_docs"] = count
+    for name, on in (("with_rule", True), ("without_rule", False)):
+        index.cfg = dataclasses.replace(served, hybrid=dataclasses.replace(served.hybrid, unseen_second=on))
         rule[name] = {}
         for split, (q, qr) in sets.items():
             rep = evaluate_index(index, q, qr, modes=["rrf", "hybrid"], measures=("nDCG@10", "R@10"),
                                  dataset="scifact", split=split)
             rule[name][split] = {r["mode"]: r["metrics"] for r in rep["results"]}
-    index.semantic.meta["trained_docs"] = trained
+    index.cfg = served
     gen_new = index.search_arrays(queries_new.texts, 10, mode="generative").doc_idx
     new_rows = set(range(len(base_corpus), len(base_corpus) + len(new_docs)))
     report = {
@@ -114,8 +115,7 @@ def main() -> None:
         "machine": machine(),
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_add.py " + " ".join(sys.argv[1:]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    atomic_write_json(args.out, report)
     for mode in MODES:
         a, b = report["results"]["incremental_add"][mode], report["results"]["full_build"][mode]
         print(f"{mode:>10} add: nDCG@10 {a['nDCG@10']:.4f} R@10 {a['R@10']:.4f} | full: nDCG@10 {b['nDCG@10']:.4f} R@10 {b['R@10']:.4f}")

@@ -84,11 +84,9 @@ def build(data: Path, out: Path, log: list[dict], *extra: str, rebuild: bool = F
 
 
 def write(name: str, result: dict) -> Path:
-    path = RESULTS / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"provenance": PROVENANCE, **result}, indent=2))
-    tmp.replace(path)
+    from genir.store import atomic_write_json
+
+    path = atomic_write_json(RESULTS / name, {"provenance": PROVENANCE, **result})
     print(f"wrote {path}")
     return path
 
@@ -144,8 +142,7 @@ def default_fusion(index_dir: Path, data: Path, split: str, *, rel: int) -> dict
     from genir.index import GenerativeIndex
 
     index = GenerativeIndex.load(index_dir, device="cpu")
-    index.semantic.hybrid = HybridConfig()
-    index.cfg = dataclasses.replace(index.cfg, hybrid=HybridConfig())
+    index.cfg = dataclasses.replace(index.cfg, hybrid=HybridConfig())  # the served fusion (genir.index)
     ds = load_dataset(data, split=split)
     return evaluate_index(index, ds.split_queries(), ds.qrels, modes=["hybrid"], dataset=data.name, split=split, rel=rel)
 

@@ -260,6 +260,9 @@ class HybridConfig:
     gate_high: float = 0.5  # gated: confidence at or above this -> generative first ("generative" path); between -> RRF ("fused")
     prefix_level: int = 1  # prefix_dense: ID prefix length whose documents dense search ranks
     prefix_bonus: float = 3.0  # prefix_dense: added to the cosine of documents under generated prefixes (> 2: all of them first)
+    # gated: a document added after training (the model cannot generate it) that tops the fallback ranking is
+    # placed second on "fused" and "generative" rows (genir.hybrid.gated); False turns the rule off
+    unseen_second: bool = True
     dev_ndcg10: float = 0.0  # nDCG@10 on the dev split when tuned (0 = not tuned)
 
 
@@ -268,6 +271,8 @@ class HybridConfig:
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "TrainConfig": {"pseudo_mix": "document", "keyword_share": 0.0},
     "ModelConfig": {"pooled_memory": False},
+    # the rule existed before the field (driven by the documents added after training alone): it stays on
+    "HybridConfig": {"unseen_second": True},
 }
 
 _DATACLASSES: dict[str, type] = {

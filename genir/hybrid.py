@@ -1,13 +1,15 @@
 """Fusion of rankings (generative, dense, BM25): reciprocal rank, score interpolation, confidence gating, GDR.
 
-Pure numpy, no model. A ranking is ``(doc_idx (n, k) int64, scores (n, k) float)`` with -1 padding, best
-first. Every function returns the same form, -1 / -inf padded, sorted by score descending; equal scores
-order by smaller doc_idx. Fusion parameters are tuned on the development split only (``tune``).
+Pure numpy, no model: every fusion and its tuning live here; the index gathers the rankings (and, for GDR,
+the documents under the generated ID prefixes, ``Prefixes``) and calls ``apply`` / ``tune``. A ranking is
+``(doc_idx (n, k) int64, scores (n, k) float)`` with -1 padding, best first. Every function returns the same
+form, -1 / -inf padded, sorted by score descending; equal scores order by smaller doc_idx. Fusion parameters
+are tuned on the development split only (``tune``).
 """
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +21,17 @@ NORMS = ("minmax", "zscore")
 SIGNALS = ("prob", "margin")
 PATHS = ("generative", "fused", "dense")
 TUNABLE = ("rrf", "interpolate", "gated")
+PREFIX_BONUSES = (0.1, 3.0)  # GDR grid: a nudge inside the dense ranking; prefix documents strictly first (hard GDR)
+
+
+@dataclass(frozen=True)
+class Prefixes:
+    """GDR inputs gathered by the index: per ID prefix level, per query, the doc_idx under the query's
+    generated prefixes (``docs[level][i]`` int64 array); query_emb (n, d) and doc_emb (N, d) for dense scores."""
+
+    docs: dict[int, list[np.ndarray]]
+    query_emb: np.ndarray
+    doc_emb: np.ndarray
 
 
 def rrf(rankings: Sequence[Ranking], *, k_rrf: int = 60, weights: Sequence[float] | None = None, k: int = 10) -> Ranking:
@@ -178,12 +191,20 @@ def prefix_then_dense(
     return _aggregate(docs, scores, k, reduce="max")
 
 
-def apply(cfg: HybridConfig, rankings: dict[str, Ranking], *, k: int = 10,
-          unseen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def apply(cfg: HybridConfig, rankings: dict[str, Ranking], *, k: int = 10, unseen: np.ndarray | None = None,
+          prefixes: Prefixes | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fuse ``rankings`` ("generative", "dense", optional "bm25") as ``cfg`` says -> (doc_idx, scores, path);
-    ``unseen`` marks documents added after training (see ``gated``)."""
+    ``unseen`` marks documents added after training (see ``gated``; used when ``cfg.unseen_second``).
+    ``prefix_dense`` needs ``prefixes`` holding ``cfg.prefix_level``."""
     gen, dense, bm25 = rankings["generative"], rankings["dense"], rankings.get("bm25")
     n = len(gen[0])
+    if cfg.method == "prefix_dense":
+        if prefixes is None or cfg.prefix_level not in prefixes.docs:
+            raise ValueError(f"prefix_dense needs the documents under the generated prefixes of level {cfg.prefix_level} "
+                             "(Prefixes, gathered by the index)")
+        d, s = prefix_then_dense(prefixes.docs[cfg.prefix_level], prefixes.query_emb, prefixes.doc_emb, dense=dense,
+                                 bonus=cfg.prefix_bonus, k=k)
+        return d, s, np.full(n, "prefix_dense")
     if cfg.method == "rrf":
         parts = [(gen, cfg.weight_generative), (dense, cfg.weight_dense)] + ([(bm25, cfg.weight_bm25)] if bm25 is not None else [])
         d, s = rrf([r for r, _ in parts], k_rrf=cfg.k_rrf, weights=[w for _, w in parts], k=k)
@@ -196,9 +217,8 @@ def apply(cfg: HybridConfig, rankings: dict[str, Ranking], *, k: int = 10,
             [dense, bm25], k_rrf=cfg.k_rrf, weights=[cfg.weight_dense, cfg.weight_bm25], k=max(k, dense[0].shape[1])
         )
         return gated(gen, fallback, low=cfg.gate_low, high=cfg.gate_high, signal=cfg.gate_signal, k=k, k_rrf=cfg.k_rrf,
-                     weights=(cfg.weight_generative, 1.0), unseen=unseen)
-    raise ValueError(f"method {cfg.method!r} cannot be applied to rankings alone; expected one of {TUNABLE} "
-                     "(prefix_dense needs prefix_then_dense with the embeddings)")
+                     weights=(cfg.weight_generative, 1.0), unseen=unseen if cfg.unseen_second else None)
+    raise ValueError(f"unknown fusion method {cfg.method!r}; expected one of {(*TUNABLE, 'prefix_dense')}")
 
 
 def tune(
@@ -211,11 +231,16 @@ def tune(
     k: int = 10,
     base: HybridConfig = HybridConfig(),
     unseen: np.ndarray | None = None,
+    prefixes: Prefixes | None = None,
+    report: dict[str, float] | None = None,
 ) -> HybridConfig:
     """Grid-search method, weights and thresholds for nDCG@10 on DEV rankings + qrels (genir Qrels).
 
-    ``rankings`` and ``unseen`` as in ``apply``, computed on the development split only. Returns ``base``
-    with the best settings and their ``dev_ndcg10``; ties keep the earlier (simpler) candidate.
+    ``rankings``, ``unseen`` and ``prefixes`` as in ``apply``, computed on the development split only; with
+    ``prefixes`` the GDR grid (every level it holds x ``PREFIX_BONUSES``) follows ``methods``. Returns ``base``
+    with the best settings and their ``dev_ndcg10``; ties keep the earlier (simpler) candidate. ``report``, when
+    given, receives the dev nDCG@10 per candidate family: "{method} (best of grid)" for the best of ``methods``
+    and "prefix_dense level L bonus B" for each GDR setting.
     """
     from genir.metrics import evaluate_order
 
@@ -239,12 +264,21 @@ def tune(
                 if low <= high:
                     grid.append(replace(base, method="gated", gate_signal=signal, gate_low=low, gate_high=high,
                                         weight_generative=wg, weight_bm25=wb))
+    gdr = [replace(base, method="prefix_dense", prefix_level=level, prefix_bonus=bonus)
+           for level, bonus in itertools.product(sorted(prefixes.docs) if prefixes else (), PREFIX_BONUSES)]
     best, best_score = base, -1.0
-    for cfg in grid:
-        d, _, _ = apply(cfg, rankings, k=k, unseen=unseen)
+    candidates: dict[str, float] = {}
+    for i, cfg in enumerate(grid + gdr):
+        d, _, _ = apply(cfg, rankings, k=k, unseen=unseen, prefixes=prefixes)
         score = evaluate_order(query_ids, d, doc_ids, qrels, ("nDCG@10",))["nDCG@10"]
+        if i >= len(grid):
+            candidates[f"prefix_dense level {cfg.prefix_level} bonus {cfg.prefix_bonus}"] = score
         if score > best_score + 1e-12:
             best, best_score = cfg, score
+        if i == len(grid) - 1:
+            candidates = {f"{best.method} (best of grid)": best_score}
+    if report is not None:
+        report.update(candidates)
     return replace(best, dev_ndcg10=float(best_score))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from genir.bm25 import Bm25Index
-from genir.config import IndexConfig, from_dict, to_dict
+from genir.config import HybridConfig, IndexConfig, from_dict, to_dict
 from genir.data.store import read_parquet, write_parquet
 from genir.data.types import Corpus, Qrels, Queries
 from genir.dense import DenseIndex
@@ -203,27 +203,27 @@ class GenerativeIndex:
             scores, idx = self.dense.search(self.embedder.encode(queries), k)
         elif mode == "bm25":
             scores, idx = self.bm25.search(queries, k, deleted=self.deleted)
-        elif mode == "rrf":
-            idx, scores = self._rrf(queries, k)
+        elif mode == "rrf":  # dense + BM25 only, with the fusion's reciprocal-rank constant
+            from genir.hybrid import rrf
+
+            base = self._base_rankings(queries, self.embedder.encode(queries), k)
+            idx, scores = rrf([base["dense"], base["bm25"]], k=k, k_rrf=self.cfg.hybrid.k_rrf)
         else:
             return self._search_model(queries, k, mode=mode)
         return SearchResult(idx, scores, [mode] * len(queries))
 
-    def _rrf(self, queries: list[str], k: int, *, depth: int = 100, k_rrf: int = 60) -> tuple[np.ndarray, np.ndarray]:
-        from genir.hybrid import rrf
-
-        depth = max(depth, k)
-        ds, di = self.dense.search(self.embedder.encode(queries), depth)
-        bs, bi = self.bm25.search(queries, depth, deleted=self.deleted)
-        return rrf([(di, ds), (bi, bs)], k=k, k_rrf=k_rrf)
-
     def _search_model(self, queries: list[str], k: int, *, mode: str) -> SearchResult:
+        from genir import hybrid
+
         gen = self._generate(queries)
         if mode == "generative":
             scores, idx = finalize(gen[1], gen[0], k, self.deleted)
             return SearchResult(idx, scores, ["generative"] * len(queries))
+        cfg = self.cfg.hybrid
         q_emb = self.embedder.encode(queries)
-        idx, scores, path = self._fuse(self.semantic.hybrid, queries, q_emb, self._fusion_inputs(queries, q_emb, gen, k), k)
+        prefixes = self._prefixes(queries, q_emb, (cfg.prefix_level,)) if cfg.method == "prefix_dense" else None
+        idx, scores, path = hybrid.apply(cfg, {"generative": gen, **self._base_rankings(queries, q_emb, k)}, k=k,
+                                         unseen=self.semantic.unseen(), prefixes=prefixes)
         return SearchResult(idx, scores, [str(p) for p in path])
 
     def _generate(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -232,55 +232,39 @@ class GenerativeIndex:
         return self.semantic.retriever.search(queries, k=dc.beam_size, beam_size=dc.beam_size,
                                               renormalize=dc.renormalize, batch_size=dc.batch_size)
 
-    def _fusion_inputs(self, queries: list[str], q_emb: np.ndarray, gen, k: int, *, depth: int = 100) -> dict:
+    def _base_rankings(self, queries: list[str], q_emb: np.ndarray, k: int, *, depth: int = 100) -> dict:
+        """The fallback rankings every fusion reads: {"dense", "bm25"}, ``max(depth, k)`` deep."""
         depth = max(depth, k)
         ds, di = self.dense.search(q_emb, depth)
         bs, bi = self.bm25.search(queries, depth, deleted=self.deleted)
-        return {"generative": gen, "dense": (di, ds), "bm25": (bi, bs)}
+        return {"dense": (di, ds), "bm25": (bi, bs)}
 
-    def _fuse(self, cfg, queries: list[str], q_emb: np.ndarray, rankings: dict, k: int):
-        """Apply a HybridConfig: (doc_idx (q, k), scores (q, k), path (q,))."""
-        from genir import hybrid
+    def _prefixes(self, queries: list[str], q_emb: np.ndarray, levels: Sequence[int]):
+        """GDR inputs (genir.hybrid.Prefixes): the documents under each query's generated prefixes per level."""
+        from genir.hybrid import Prefixes
 
-        if cfg.method != "prefix_dense":
-            return hybrid.apply(cfg, rankings, k=k, unseen=self.semantic.unseen())
-        nodes, _ = self.semantic.retriever.search_prefixes(queries, level=cfg.prefix_level,
-                                                          beam_size=self.cfg.decode.beam_size)
-        trie = self.semantic.trie
-        prefix_docs = [np.concatenate([trie.docs_under(int(n), cfg.prefix_level) for n in row if n >= 0] or
-                                      [np.zeros(0, np.int64)]) for row in nodes]
-        idx, scores = hybrid.prefix_then_dense(prefix_docs, q_emb, self.embeddings, dense=rankings["dense"],
-                                               bonus=cfg.prefix_bonus, k=k)
-        return idx, scores, np.full(len(queries), "prefix_dense")
+        beam = self.cfg.decode.beam_size
+        return Prefixes({lv: self.semantic.prefix_docs(queries, level=lv, beam_size=beam) for lv in levels},
+                        q_emb, self.embeddings)
 
     def tune(self, queries: Queries, qrels: Qrels, *, k: int = 10) -> dict:
-        """Choose the hybrid fusion on DEVELOPMENT queries (never test) and store it in the index.
+        """Choose the hybrid fusion on DEVELOPMENT queries (never test) and serve it (``cfg.hybrid``).
 
-        Grid-searches RRF weights, score interpolation, confidence gates (genir.hybrid.tune) and the GDR
-        prefix level; returns {"chosen": HybridConfig dict, "candidates": {name: dev nDCG@10}}."""
-        import dataclasses
-        import itertools
-
+        Gathers the rankings and GDR prefix documents (every prefix level); genir.hybrid.tune grid-searches
+        RRF weights, score interpolation, confidence gates and GDR. Returns {"chosen": HybridConfig dict,
+        "candidates": {name: dev nDCG@10}}."""
         from genir import hybrid
-        from genir.metrics import evaluate_order
 
         check_mode("hybrid", self.modes)
         started = time.perf_counter()
         texts, qids = queries.texts, queries.query_ids
         q_emb = self.embedder.encode(texts)
-        rankings = self._fusion_inputs(texts, q_emb, self._generate(texts), k)
+        rankings = {"generative": self._generate(texts), **self._base_rankings(texts, q_emb, k)}
+        prefixes = self._prefixes(texts, q_emb, range(1, self.semantic.trie.num_levels))
+        candidates: dict[str, float] = {}
         best = hybrid.tune(rankings, qrels, qids, self._doc_ids, k=k, base=self.cfg.hybrid,
-                           unseen=self.semantic.unseen())
-        candidates = {f"{best.method} (best of grid)": best.dev_ndcg10}
-        for level, bonus in itertools.product(range(1, self.semantic.trie.num_levels), (0.1, 3.0)):
-            # bonus 3.0: prefix documents strictly first (hard GDR); 0.1: a nudge inside the dense ranking
-            cfg = dataclasses.replace(self.cfg.hybrid, method="prefix_dense", prefix_level=level, prefix_bonus=bonus)
-            idx, _, _ = self._fuse(cfg, texts, q_emb, rankings, k)
-            score = evaluate_order(qids, idx, self._doc_ids, qrels, ("nDCG@10",))["nDCG@10"]
-            candidates[f"prefix_dense level {level} bonus {bonus}"] = score
-            if score > best.dev_ndcg10 + 1e-12:
-                best = dataclasses.replace(cfg, dev_ndcg10=score)
-        self.semantic.hybrid = best
+                           unseen=self.semantic.unseen(), prefixes=prefixes, report=candidates)
+        self.cfg = dataclasses.replace(self.cfg, hybrid=best)
         self.meta.setdefault("build_seconds", {})["tune"] = time.perf_counter() - started
         self.meta["fusion_source"] = {"tuned_on_queries": len(qids)}
         return {"chosen": to_dict(best), "candidates": candidates}
@@ -288,10 +272,8 @@ class GenerativeIndex:
     def use_fusion(self, hybrid: dict, *, source: str) -> None:
         """Serve the fusion ``hybrid`` (a HybridConfig dict, e.g. tuned in another index's dev split) instead of
         tuning here; ``source`` is recorded in the manifest."""
-        from genir.config import HybridConfig
-
         check_mode("hybrid", self.modes)
-        self.semantic.hybrid = from_dict(HybridConfig, hybrid)
+        self.cfg = dataclasses.replace(self.cfg, hybrid=from_dict(HybridConfig, hybrid))
         self.meta["fusion_source"] = {"carried_from": source}
 
     # ---------------------------------------------------------------- persistence
@@ -312,16 +294,15 @@ class GenerativeIndex:
         extra = {}
         if self.semantic is not None:
             (folder / "semantic").mkdir()
-            extra = self.semantic.save(folder / "semantic")
+            extra = self.semantic.save(folder / "semantic", hybrid=self.cfg.hybrid)
         seconds = self.meta.setdefault("build_seconds", {})
         seconds["save"] = time.perf_counter() - t  # every file but the manifest and its checksums
         if getattr(self, "_started", None) is not None:
             seconds["total"] = time.perf_counter() - self._started
         self.meta["peak_rss_mb"] = peak_rss_mb()
-        cfg = self.cfg if self.semantic is None else dataclasses.replace(self.cfg, hybrid=self.semantic.hybrid)
         return {**extra,
             "kind": "retrieval",
-            "config": to_dict(cfg),  # with the fusion this index serves (tuned or carried over)
+            "config": to_dict(self.cfg),  # with the fusion this index serves (tuned or carried over)
             "counts": {"documents": len(self), "rows": len(self.corpus), "deleted": int(self.deleted.sum())},
             "encoder": self.cfg.embed.model,
             "modes": list(self.modes),
@@ -347,7 +328,18 @@ class GenerativeIndex:
             from genir.semantic import SemanticLayer
 
             semantic = SemanticLayer.load(folder / "semantic", device=device)
+            cfg = _served_fusion(cfg, SemanticLayer.saved_hybrid(folder / "semantic"))
         return cls(cfg, corpus, emb, dense, bm25, semantic=semantic, meta=meta, device=device)
+
+
+def _served_fusion(cfg: IndexConfig, saved: HybridConfig | None) -> IndexConfig:
+    """The fusion a loaded index serves: the manifest's ``config.hybrid``, the one home since it held the served
+    fusion. Indexes written before kept the default there and their tuned fusion only in semantic/hybrid.json:
+    a default manifest fusion beside a different hybrid.json is such an index, and hybrid.json wins."""
+    if saved is not None and cfg.hybrid == HybridConfig() and saved != cfg.hybrid:
+        logger.info("fusion from semantic/hybrid.json (an index written before the manifest held it): %s", saved.method)
+        return dataclasses.replace(cfg, hybrid=saved)
+    return cfg
 
 
 def peak_rss_mb() -> float:

@@ -47,15 +47,17 @@ def train_pairs(queries: Queries, qrels: Qrels, doc_ids: list[str]) -> tuple[lis
 
 
 class SemanticLayer:
-    """codec + ids (rows, depth) + trie + retriever; row i of ids is doc_idx i (removed docs keep theirs)."""
+    """codec + ids (rows, depth) + trie + retriever; row i of ids is doc_idx i (removed docs keep theirs).
+
+    The fusion the index serves is not kept here: it is the index's ``cfg.hybrid`` (manifest ``config.hybrid``);
+    ``semantic/hybrid.json`` is a copy written for older genir versions and read only for old indexes."""
 
     def __init__(self, codec, ids: np.ndarray, trie: IdTrie, retriever: GenerativeRetriever,
-                 hybrid: HybridConfig, meta: dict | None = None) -> None:
+                 meta: dict | None = None) -> None:
         self.codec = codec
         self.ids = ids
         self.trie = trie
         self.retriever = retriever
-        self.hybrid = hybrid
         self.meta = dict(meta or {})
 
     @classmethod
@@ -96,7 +98,7 @@ class SemanticLayer:
                 "pairs": retriever.build_info.get("pairs", {})}
         if retriever.train_result is not None:
             meta["train"] = {k: v for k, v in vars(retriever.train_result).items() if isinstance(v, (int, float, str))}
-        return cls(codec, ids, trie, retriever, cfg.hybrid, meta)
+        return cls(codec, ids, trie, retriever, meta)
 
     # ---------------------------------------------------------------- updates
     def add(self, emb: np.ndarray, new_idx: np.ndarray) -> None:
@@ -114,17 +116,26 @@ class SemanticLayer:
     def remove(self, idx: np.ndarray) -> None:
         self.trie.remove(idx)
 
+    def prefix_docs(self, queries: list[str], *, level: int, beam_size: int) -> list[np.ndarray]:
+        """GDR candidates: per query, the doc_idx (int64) under its ``beam_size`` best generated ID prefixes of
+        length ``level``, prefix by prefix in beam order."""
+        nodes, _ = self.retriever.search_prefixes(queries, level=level, beam_size=beam_size)
+        empty = [np.zeros(0, np.int64)]
+        return [np.concatenate([self.trie.docs_under(int(n), level) for n in row if n >= 0] or empty) for row in nodes]
+
     # ---------------------------------------------------------------- persistence
-    def save(self, folder: Path) -> dict:
+    def save(self, folder: Path, *, hybrid: HybridConfig) -> dict:
+        """Write the layer into ``folder``; ``hybrid`` (the index's served fusion) is copied to hybrid.json, which
+        genir versions before the manifest held it require. -> manifest fields."""
         folder = Path(folder)
         self.codec.save(folder / "codec")
         np.save(folder / "ids.npy", self.ids, allow_pickle=False)
         self.trie.save(folder / "trie")
         self.retriever.save(folder / "model")
-        (folder / "hybrid.json").write_text(json.dumps(to_dict(self.hybrid), indent=2))
+        (folder / "hybrid.json").write_text(json.dumps(to_dict(hybrid), indent=2))
         (folder / "semantic.json").write_text(json.dumps(self.meta, indent=2))
         return {"semantic_ids": {"scheme": self.meta.get("codec_stats", {}).get("scheme"), "depth": int(self.ids.shape[1]),
-                                 "stats": self.meta.get("codec_stats")}, "hybrid": to_dict(self.hybrid)}
+                                 "stats": self.meta.get("codec_stats")}, "hybrid": to_dict(hybrid)}
 
     @classmethod
     def load(cls, folder: Path, *, device: str = "auto") -> "SemanticLayer":
@@ -134,7 +145,14 @@ class SemanticLayer:
         meta = json.loads((folder / "semantic.json").read_text())
         meta.setdefault("trained_docs", len(ids))  # indexes written before the field: every row counts as trained
         return cls(load_codec(folder / "codec"), ids, trie, GenerativeRetriever.load(folder / "model", trie, device=device),
-                   from_dict(HybridConfig, json.loads((folder / "hybrid.json").read_text())), meta)
+                   meta)
+
+    @staticmethod
+    def saved_hybrid(folder: Path) -> HybridConfig | None:
+        """The fusion copy in ``folder/hybrid.json`` (None when absent). Indexes written before the manifest held
+        the served fusion keep their tuned one only there."""
+        path = Path(folder) / "hybrid.json"
+        return from_dict(HybridConfig, json.loads(path.read_text())) if path.is_file() else None
 
 
 @dataclass(frozen=True)

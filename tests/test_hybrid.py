@@ -7,7 +7,7 @@ import pytest
 
 from genir.config import HybridConfig
 from genir.data.types import Qrels
-from genir.hybrid import apply, confidence, gated, interpolate, normalize, prefix_then_dense, rrf, tune
+from genir.hybrid import Prefixes, apply, confidence, gated, interpolate, normalize, prefix_then_dense, rrf, tune
 
 L = np.log  # generative scores are log-probabilities
 
@@ -89,6 +89,11 @@ def test_gated_places_an_unseen_fallback_top_second():
     # the same through apply(); and nothing moves when the unseen document is not the fallback's top
     cfg = HybridConfig(method="gated", gate_low=0.1, gate_high=0.5, k_rrf=1)
     np.testing.assert_array_equal(apply(cfg, {"generative": GEN, "dense": DENSE}, k=3, unseen=unseen)[0], d)
+    # HybridConfig.unseen_second=False turns the rule off: the order is the one without ``unseen``
+    off = apply(HybridConfig(method="gated", gate_low=0.1, gate_high=0.5, k_rrf=1, unseen_second=False),
+                {"generative": GEN, "dense": DENSE}, k=3, unseen=unseen)[0]
+    np.testing.assert_array_equal(off, gated(GEN, DENSE, low=0.1, high=0.5, k=3, k_rrf=1)[0])
+    assert off[0].tolist() == [8, 7, 1]
     unseen[:] = False
     unseen[2] = True
     np.testing.assert_array_equal(gated(GEN, DENSE, low=0.1, high=0.5, k=3, k_rrf=1, unseen=unseen)[0],
@@ -128,5 +133,39 @@ def test_apply_and_tune_pick_the_better_fusion():
     assert cfg.method == "gated" and path[:2].tolist() == ["generative", "generative"]
     with pytest.raises(ValueError, match="cannot tune"):
         tune({"generative": gen, "dense": dense}, qrels, qids, doc_ids, methods=["magic"])
-    with pytest.raises(ValueError, match="prefix_dense"):
+    with pytest.raises(ValueError, match="prefix_dense needs the documents under the generated prefixes of level 1"):
         apply(HybridConfig(method="prefix_dense"), {"generative": gen, "dense": dense})
+
+
+def test_gdr_is_applied_and_tuned_here():
+    # GDR through apply: the index passes the prefix documents + embeddings; same as prefix_then_dense
+    doc_emb = np.eye(6, dtype=np.float32)
+    q = doc_emb[[4, 5]]  # q0 is doc 4, q1 is doc 5 (cosine 1 with itself, 0 with the rest)
+    dense = (np.array([[0, 1], [0, 1]]), np.array([[0.5, 0.4], [0.5, 0.4]]))
+    gen = (np.array([[2, 3], [2, 3]]), L(np.array([[0.6, 0.3], [0.6, 0.3]])))
+    prefixes = Prefixes({1: [np.array([4, 2]), np.array([3])], 2: [np.array([4]), np.array([5])]}, q, doc_emb)
+    cfg = HybridConfig(method="prefix_dense", prefix_level=2, prefix_bonus=3.0)
+    d, s, path = apply(cfg, {"generative": gen, "dense": dense}, k=3, prefixes=prefixes)
+    want = prefix_then_dense(prefixes.docs[2], q, doc_emb, dense=dense, bonus=3.0, k=3)
+    np.testing.assert_array_equal(d, want[0])
+    np.testing.assert_array_equal(s, want[1])
+    assert d[:, 0].tolist() == [4, 5] and path.tolist() == ["prefix_dense"] * 2
+    # tuning sees the GDR grid (every level x bonus) after the other methods and picks level 2: only it is perfect
+    doc_ids = [f"d{i}" for i in range(6)]
+    qrels = Qrels(pa.table({"query_id": ["q0", "q1"], "doc_id": ["d4", "d5"], "relevance": pa.array([1, 1], pa.int32())}))
+    candidates: dict[str, float] = {}
+    best = tune({"generative": gen, "dense": dense}, qrels, ["q0", "q1"], doc_ids, k=3, prefixes=prefixes,
+                report=candidates)
+    assert (best.method, best.prefix_level, best.dev_ndcg10) == ("prefix_dense", 2, pytest.approx(1.0))
+    grid = [name for name in candidates if name.endswith("(best of grid)")]
+    assert len(grid) == 1 and candidates[grid[0]] < 1.0
+    assert set(candidates) - set(grid) == {f"prefix_dense level {lv} bonus {b}" for lv in (1, 2) for b in (0.1, 3.0)}
+    assert tune({"generative": gen, "dense": dense}, qrels, ["q0", "q1"], doc_ids, k=3, prefixes=prefixes) == best
+    assert tune({"generative": gen, "dense": dense}, qrels, ["q0", "q1"], doc_ids, k=3).method != "prefix_dense"
+
+
+def test_unseen_second_defaults_on_for_configs_saved_before_the_field():
+    from genir.config import from_dict, to_dict
+
+    old = {k: v for k, v in to_dict(HybridConfig(method="gated")).items() if k != "unseen_second"}
+    assert from_dict(HybridConfig, old).unseen_second is True

@@ -4,9 +4,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from genir.config import CodecConfig, IndexConfig, TrainConfig
+from genir.config import CodecConfig, IndexConfig, TrainConfig, to_dict
 from genir.data.types import Corpus, Qrels, Queries
-from genir.index import MODES, GenerativeIndex
+from genir.index import MODES, GenerativeIndex, manifest_of
 from genir.semantic import check_decoded_ids
 from tests.synthetic import synthetic_corpus
 
@@ -96,10 +96,73 @@ def test_tune_chooses_best_and_is_stored(gen_index, tmp_path):
     out = gen_index.tune(queries, qrels)
     assert out["chosen"]["dev_ndcg10"] == pytest.approx(max(out["candidates"].values()))
     assert any(name.startswith("prefix_dense") for name in out["candidates"])
+    assert to_dict(gen_index.cfg.hybrid) == out["chosen"]  # served from here on, one home: cfg.hybrid
     gen_index.save(tmp_path / "tuned")
     back = GenerativeIndex.load(tmp_path / "tuned", device="cpu")
-    assert back.semantic.hybrid == gen_index.semantic.hybrid
-    assert back.semantic.hybrid.dev_ndcg10 == pytest.approx(out["chosen"]["dev_ndcg10"])
+    assert back.cfg.hybrid == gen_index.cfg.hybrid
+    assert back.cfg.hybrid.dev_ndcg10 == pytest.approx(out["chosen"]["dev_ndcg10"])
+    assert manifest_of(tmp_path / "tuned")["config"]["hybrid"] == out["chosen"]
+
+
+def _rewrite(version, rel: str, change) -> None:
+    """Edit a file of an index version as an older genir would have written it, keeping the manifest's checksum."""
+    import hashlib
+    import json
+
+    path = version / rel
+    path.write_text(json.dumps(change(json.loads(path.read_text())), indent=2))
+    manifest = json.loads((version / "manifest.json").read_text())
+    if rel in manifest["files"]:
+        manifest["files"][rel] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+        (version / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def test_old_index_with_fusion_only_in_hybrid_json_still_serves_it(gen_index, tmp_path):
+    """Before the manifest held the served fusion, config.hybrid kept the default and the tuned fusion lived in
+    semantic/hybrid.json (without the fields added since): such an index loads its tuned fusion; a new index
+    serves its manifest's even when hybrid.json says otherwise (one source of truth)."""
+    from genir.config import HybridConfig
+    from genir.store import current_version
+
+    tuned = dataclasses.replace(HybridConfig(), method="gated", gate_low=0.0, gate_high=0.9, weight_bm25=0.5,
+                                dev_ndcg10=0.5)
+    queries = ["galaxy telescope", "bond market", "clinical trial virus"]
+    index = GenerativeIndex(dataclasses.replace(gen_index.cfg, hybrid=tuned), gen_index.corpus, gen_index.embeddings,
+                            gen_index.dense, gen_index.bm25, semantic=gen_index.semantic, device="cpu")
+    want = index.search_arrays(queries, 8, mode="hybrid")
+    index.save(tmp_path / "old")
+    version = current_version(tmp_path / "old")
+    old_fields = lambda d: {k: v for k, v in d.items() if k != "unseen_second"}  # noqa: E731
+    _rewrite(version, "manifest.json", lambda m: {**m, "config": {**m["config"], "hybrid": old_fields(to_dict(HybridConfig()))}})
+    _rewrite(version, "semantic/hybrid.json", old_fields)
+    back = GenerativeIndex.load(tmp_path / "old", device="cpu")
+    assert back.cfg.hybrid == tuned
+    got = back.search_arrays(queries, 8, mode="hybrid")
+    np.testing.assert_array_equal(got.doc_idx, want.doc_idx)
+    assert got.path == want.path
+    # a manifest that holds a tuned fusion is the one source: a differing hybrid.json copy is not read
+    _rewrite(version, "manifest.json", lambda m: {**m, "config": {**m["config"], "hybrid": to_dict(tuned)}})
+    _rewrite(version, "semantic/hybrid.json", lambda h: to_dict(HybridConfig(method="interpolate", dev_ndcg10=0.1)))
+    assert GenerativeIndex.load(tmp_path / "old", device="cpu").cfg.hybrid == tuned
+
+
+def test_rrf_mode_uses_the_configured_reciprocal_rank_constant(gen_index):
+    from genir.config import HybridConfig
+    from genir.hybrid import rrf
+
+    queries = ["galaxy telescope", "bond market"]
+    default = gen_index.search_arrays(queries, 5, mode="rrf")
+    index = GenerativeIndex(dataclasses.replace(gen_index.cfg, hybrid=HybridConfig(k_rrf=1)), gen_index.corpus,
+                            gen_index.embeddings, gen_index.dense, gen_index.bm25, semantic=gen_index.semantic,
+                            device="cpu")
+    got = index.search_arrays(queries, 5, mode="rrf")
+    ds, di = gen_index.dense.search(gen_index.embedder.encode(queries), 100)
+    bs, bi = gen_index.bm25.search(queries, 100, deleted=gen_index.deleted)
+    for res, k_rrf in ((default, 60), (got, 1)):
+        want = rrf([(di, ds), (bi, bs)], k=5, k_rrf=k_rrf)
+        np.testing.assert_array_equal(res.doc_idx, want[0])
+        np.testing.assert_allclose(res.scores, want[1], rtol=1e-6)
+    assert not np.allclose(default.scores, got.scores)
 
 
 @pytest.mark.parametrize("scheme", ["rqvae", "hkmeans", "atomic"])
