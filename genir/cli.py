@@ -378,6 +378,26 @@ def verify(index_dir: Path = typer.Argument(..., help="index directory")) -> Non
     typer.echo(f"ok: {index_dir} format {manifest['format_version']}, {len(manifest['files'])} files verified")
 
 
+@app.command()
+def bench(
+    job: Path = typer.Argument(..., help="job file (TOML): datasets, configs, splits, modes, metrics, [[expected]]"),
+    out: Optional[Path] = typer.Option(None, "--out", help="result folder (default: the job's `out`)"),
+    check: bool = typer.Option(False, "--check", help="exit 1 when a score moves beyond the job's tolerance"),
+    backend: str = typer.Option("local", help="local (this process) | ray (one Ray task per step)"),
+    address: Optional[str] = typer.Option(None, "--address", help="--backend ray: cluster address (default: local)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    verbose: bool = typer.Option(True, help="log progress to stderr"),
+) -> None:
+    """Run a batch-evaluation job: every cell once (finished ones skipped), one result JSON each, a summary."""
+    _setup_logging(verbose)
+    from genir.bench import run_job
+
+    outcome = run_job(job, out=out, check=check, backend=backend, address=address, device=device)
+    typer.echo(outcome.text)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:

@@ -1,0 +1,238 @@
+"""`genir bench JOB.toml` on tiny synthetic jobs: job-file errors, resume, failure isolation, provenance,
+--check, a resumed generative build's lineage, a recommendation job, and the Ray backend against local."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from genir.bench import load_job, run_job
+from tests.synthetic import synthetic_corpus
+from tests.test_cli import run_cli
+
+# two dense + BM25 indexes over one corpus (they share its embedding), evaluated in two modes
+BASE = """
+task = "retrieve"
+splits = {splits}
+modes = ["bm25", "dense"]
+metrics = ["nDCG@10", "R@10"]
+[datasets]
+syn = "{data}"
+[configs.flat]
+generative = false
+[configs.hnsw]
+generative = false
+dense.factory = "HNSW16"
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A BEIR folder: 32 synthetic documents, one query per document (its first words) judged on it (train;
+    the 'dev' split is carved from it)."""
+    root = tmp_path_factory.mktemp("bench-data") / "syn"
+    (root / "qrels").mkdir(parents=True)
+    corpus = synthetic_corpus(per_topic=8)
+    ids, titles = corpus.doc_ids, corpus.table.column("title").to_pylist()
+    texts = corpus.table.column("text").to_pylist()
+    with open(root / "corpus.jsonl", "w") as f:
+        f.writelines(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in zip(ids, titles, texts))
+    with open(root / "queries.jsonl", "w") as f:
+        f.writelines(json.dumps({"_id": f"q{n}", "text": " ".join(x.split()[:5])}) + "\n" for n, x in enumerate(texts))
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                              + "".join(f"q{n}\t{i}\t1\n" for n, i in enumerate(ids)))
+    return root
+
+
+def write_job(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def expected(cell: str, metric: str, value: float, tolerance: float = 0.005) -> str:
+    dataset, config, split, mode = cell.split("--")
+    return (f'\n[[expected]]\ndataset = "{dataset}"\nconfig = "{config}"\nsplit = "{split}"\nmode = "{mode}"\n'
+            f'metric = "{metric}"\nvalue = {value!r}\ntolerance = {tolerance!r}\n')
+
+
+@pytest.mark.parametrize("change, message", [
+    (("dense.factory", "dense.facotry"), "unknown dense field 'facotry'"),
+    (('task = "retrieve"', 'task = "retrieve"\nepochs = 3'), "unknown field(s) ['epochs']"),
+    (('"bm25", "dense"', '"bm25", "sparse"'), "unknown mode(s) ['sparse']"),
+    (('syn = "', 'syn = "no-such-folder/'), "folder 'no-such-folder/"),
+    (("generative = false\n[configs.hnsw]", "generative = 1\n[configs.hnsw]"), "expected a bool"),
+    (('"bm25", "dense"', '"bm25", "generative"'), "need the generative model"),
+    (('metrics = ["nDCG@10", "R@10"]', 'metrics = ["nDCG@10", "Recall@ten"]'), "unknown measure 'Recall@ten'"),
+])
+def test_job_file_errors_are_one_line_exit_2_before_any_work(tmp_path, data, capsys, change, message):
+    text = BASE.format(splits='["dev"]', data=data)
+    assert change[0] in text
+    job = write_job(tmp_path / "job.toml", text.replace(change[0], change[1]))
+    code, out, err = run_cli(["bench", job, "--out", tmp_path / "out", "--no-verbose"], capsys)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: job.toml") and message in lines[0], lines
+    assert not (tmp_path / "out").exists()  # nothing built, nothing written
+
+
+def test_expected_must_name_a_cell_of_the_job(tmp_path, data):
+    text = BASE.format(splits='["dev"]', data=data) + expected("syn--flat--test--bm25", "nDCG@10", 0.5)
+    with pytest.raises(ValueError, match="no cell 'syn--flat--test--bm25' in this job"):
+        load_job(write_job(tmp_path / "job.toml", text), out=tmp_path / "out")
+
+
+def test_run_isolates_failures_records_provenance_resumes_and_checks(tmp_path, data, capsys):
+    out = tmp_path / "out"
+    job = write_job(tmp_path / "job.toml", BASE.format(splits='["dev", "nosuch"]', data=data))
+    code, stdout, err = run_cli(["bench", job, "--out", out, "--device", "cpu", "--no-verbose"], capsys)
+    assert code == 1, err  # the 'nosuch' cells failed ...
+    summary = json.loads((out / "summary.json").read_text())
+    status = {r["cell"]: r["status"] for r in summary["cells"]}
+    assert len(status) == 8 and summary["counts"]["built"] == 2
+    assert all(s == ("failed" if "--nosuch--" in c else "ok") for c, s in status.items()), status  # ... alone
+    md = (out / "summary.md").read_text()
+    assert "syn--flat--nosuch--bm25: " in md and "nosuch" in md.split("Failed cells:")[1] and md in stdout
+    assert (out / "summary.png").is_file()
+    # the two configs share one embedding of the corpus
+    assert len(list((out / "work" / "cache" / "embeddings").glob("*.npy"))) == 1
+
+    cell = json.loads((out / "cells" / "syn--hnsw--dev--dense.json").read_text())
+    assert cell["status"] == "ok" and set(cell["metrics"]) == {"nDCG@10", "R@10"} and cell["num_queries"] == 6
+    assert cell["metrics"]["R@10"] > 0.5  # the queries are the documents' own first words
+    prov = cell["provenance"]
+    assert len(prov["git"]["commit"]) == 40 and isinstance(prov["git"]["dirty"], bool)
+    assert prov["versions"]["genir"] and prov["machine"]["cpus"] and prov["command"] and prov["utc"]
+    assert cell["config"]["dense"]["factory"] == "HNSW16" and cell["config"]["bm25"]["k1"] == 1.5  # full config
+    assert cell["seeds"] == {"dev_split": 0, "codec": 0, "train": 0}
+    assert {"embed", "dense", "bm25", "load", "save", "total"} <= set(cell["index"]["build_seconds"])
+    assert cell["lineage"]["pid"] == os.getpid() and cell["lineage"]["started"] <= cell["lineage"]["ended"]
+    [attempt] = cell["index"]["lineage"]
+    assert attempt["status"] == "ok" and attempt["pid"] == os.getpid() and attempt["resume"] is False
+    assert cell["job"]["sha256"] and cell["cell"]["hash"]
+
+    # again: finished cells are skipped (files untouched, no index built), the failed ones run again
+    before = {p.name: p.read_bytes() for p in (out / "cells").glob("*--dev--*.json")}
+    outcome = run_job(job, out=out, device="cpu")
+    assert outcome.exit_code == 1
+    c = outcome.summary["counts"]
+    assert (c["skipped"], c["evaluated"], c["built"], c["reused"]) == (4, 4, 0, 2)
+    assert {p.name: p.read_bytes() for p in (out / "cells").glob("*--dev--*.json")} == before
+
+    # --check: the same cells (same hashes: nothing runs) against expected scores
+    measured = cell["metrics"]["nDCG@10"]
+    good = BASE.format(splits='["dev"]', data=data) + expected("syn--hnsw--dev--dense", "nDCG@10", measured + 0.004)
+    code, stdout, err = run_cli(["bench", write_job(tmp_path / "good.toml", good), "--out", out, "--check",
+                                 "--no-verbose"], capsys)
+    assert code == 0, stdout + err
+    assert "check: 1 of 1 expected scores within tolerance" in stdout and "4 finished earlier (skipped)" in stdout
+    planted = BASE.format(splits='["dev"]', data=data) + expected("syn--hnsw--dev--dense", "nDCG@10", measured + 0.006) \
+        + expected("syn--flat--dev--bm25", "R@10", 0.01, 0.05)
+    code, stdout, err = run_cli(["bench", write_job(tmp_path / "bad.toml", planted), "--out", out, "--check",
+                                 "--no-verbose"], capsys)
+    assert code == 1
+    assert "check: 0 of 2 expected scores within tolerance; 2 moved:" in stdout
+    assert stdout.count("MOVED") == 2 and "-0.0060" in stdout
+    code, stdout, err = run_cli(["bench", tmp_path / "bad.toml", "--out", out, "--no-verbose"], capsys)
+    assert code == 0 and "MOVED" not in stdout  # without --check the scores are reported, not judged
+
+
+def test_generative_build_resumes_from_its_checkpoint_and_records_lineage(tmp_path, data, monkeypatch):
+    from genir import checkpoint
+
+    job = write_job(tmp_path / "job.toml", f"""
+task = "retrieve"
+splits = ["dev"]
+modes = ["generative"]
+metrics = ["nDCG@10"]
+tune_split = ""
+[datasets]
+syn = "{data}"
+[configs.tiny]
+codec = {{scheme = "rqkmeans", levels = 2, codebook_size = 4}}
+train = {{epochs = 1, batch_size = 32, checkpoint_every = 3}}
+""")
+    write, calls = checkpoint.write, []
+
+    def dies_at_second_checkpoint(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise RuntimeError("planted: process lost during training")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "write", dies_at_second_checkpoint)
+    first = run_job(job, out=tmp_path / "out", device="cpu")
+    assert first.exit_code == 1
+    [row] = first.summary["cells"]
+    assert row["status"] == "failed" and "planted: process lost" in row["error"]
+    monkeypatch.setattr(checkpoint, "write", write)
+
+    second = run_job(job, out=tmp_path / "out", device="cpu")
+    assert second.exit_code == 0 and second.summary["counts"]["built"] == 1
+    cell = json.loads((tmp_path / "out" / "cells" / "syn--tiny--dev--generative.json").read_text())
+    failed, resumed = cell["index"]["lineage"]
+    assert failed["status"] == "failed" and "planted" in failed["error"] and failed["resume"] is False
+    assert resumed["status"] == "ok" and resumed["resume"] is True
+    assert resumed["checkpoints_found"] == {"checkpoints": "step-00000003"} and resumed["resumed_from"] == 3
+    assert cell["index"]["training"]["resumed_from"] == 3 and cell["index"]["training"]["steps"] > 3
+    assert {"ids", "trie", "train"} <= set(cell["index"]["build_seconds"])
+
+
+def test_recommendation_job(tmp_path):
+    from genir.rec.synthetic import planted_sequences
+
+    seqs = planted_sequences(num_users=60, num_items=24, seed=1)
+    folder = tmp_path / "amazon"
+    folder.mkdir()
+    users, items = seqs.table.column("user_id").to_pylist(), seqs.table.column("items").to_pylist()
+    (folder / "user_sequence.txt").write_text("".join(" ".join([u, *h]) + "\n" for u, h in zip(users, items)))
+    job = write_job(tmp_path / "rec.toml", """
+task = "recommend"
+out = "results"
+splits = ["valid", "test"]
+modes = ["sasrec", "popular"]
+metrics = ["R@10", "nDCG@10"]
+[datasets]
+amazon = "amazon"
+[configs.small]
+sasrec_dim = 16
+sasrec_layers = 1
+max_epochs = 2
+item_embedding = "cooc"
+""")
+    outcome = run_job(job, device="cpu")
+    assert outcome.exit_code == 0, outcome.text
+    cells = {r["cell"]: r for r in outcome.summary["cells"]}
+    assert len(cells) == 4 and all(r["status"] == "ok" for r in cells.values())
+    result = json.loads((tmp_path / "results" / "cells" / "amazon--small--test--sasrec.json").read_text())
+    assert result["num_queries"] == 60 and result["config"]["sasrec_dim"] == 16
+    assert result["index"]["training"]["sasrec"]["epochs"] == 2 and result["seeds"] == {"model": 0, "codec": 0}
+    assert result["report"]["results"][0]["mode"] == "sasrec"
+
+
+def test_ray_backend_missing_is_one_line(tmp_path, data, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    job = write_job(tmp_path / "job.toml", BASE.format(splits='["dev"]', data=data))
+    code, out, err = run_cli(["bench", job, "--out", tmp_path / "out", "--backend", "ray", "--no-verbose"], capsys)
+    assert code == 2 and err.strip() == "error: the Ray backend needs ray: pip install 'genir[ray]'"
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_backend_gives_the_local_metrics(tmp_path, data):
+    ray = pytest.importorskip("ray")
+    text = BASE.format(splits='["dev"]', data=data).replace("[configs.hnsw]\ngenerative = false\n"
+                                                            'dense.factory = "HNSW16"\n', "")
+    job = write_job(tmp_path / "job.toml", text)
+    local = run_job(job, out=tmp_path / "local", device="cpu")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_job(job, out=tmp_path / "ray", backend="ray", device="cpu")
+    finally:
+        ray.shutdown()
+    assert local.exit_code == remote.exit_code == 0, remote.text
+    metrics = [{r["cell"]: r["metrics"] for r in o.summary["cells"]} for o in (local, remote)]
+    assert metrics[0] == metrics[1] and len(metrics[0]) == 2
+    cell = json.loads((tmp_path / "ray" / "cells" / "syn--flat--dev--bm25.json").read_text())
+    assert cell["lineage"]["backend"] == "ray" and cell["lineage"]["pid"] != os.getpid()  # a Ray worker did it
