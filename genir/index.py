@@ -21,7 +21,7 @@ from genir.config import HybridConfig, IndexConfig, from_dict, to_dict
 from genir.data.store import read_parquet, write_parquet
 from genir.data.types import Corpus, Qrels, Queries
 from genir.dense import DenseIndex
-from genir.embed import Embedder
+from genir.embed import Embedder, same_model, weights_sha256
 from genir.ranking import finalize
 from genir.store import open_version, read_manifest, write_version
 
@@ -97,6 +97,10 @@ class GenerativeIndex:
 
         if len(corpus) == 0:
             raise ValueError("the corpus is empty; nothing to index")
+        if cfg.generative and not same_model(cfg.model.encoder, cfg.embed.model):
+            raise ValueError(f"ModelConfig.encoder {cfg.model.encoder!r} differs from EmbedConfig.model {cfg.embed.model!r}: "
+                             "the seq2seq reads the embedding model's tokens and weights; set both to one model "
+                             "(genir index --model sets both)")
         info = setup_distributed(device)
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -305,6 +309,7 @@ class GenerativeIndex:
             "config": to_dict(self.cfg),  # with the fusion this index serves (tuned or carried over)
             "counts": {"documents": len(self), "rows": len(self.corpus), "deleted": int(self.deleted.sum())},
             "encoder": self.cfg.embed.model,
+            "encoder_sha256": weights_sha256(self.cfg.embed.model, self.embedder.device),  # checked at load
             "modes": list(self.modes),
             **self.meta,
         }
@@ -322,6 +327,7 @@ class GenerativeIndex:
         deleted = np.load(folder / "deleted.npy", allow_pickle=False)
         dense = DenseIndex.load(folder / "dense.faiss", cfg.dense, deleted)
         bm25 = Bm25Index.load(folder / "bm25", cfg.bm25)
+        _check_encoder_weights(path, manifest, cfg, device)
         meta = {k: manifest[k] for k in META_KEYS if k in manifest}
         semantic = None
         if (folder / "semantic").is_dir():
@@ -330,6 +336,23 @@ class GenerativeIndex:
             semantic = SemanticLayer.load(folder / "semantic", device=device)
             cfg = _served_fusion(cfg, SemanticLayer.saved_hybrid(folder / "semantic"))
         return cls(cfg, corpus, emb, dense, bm25, semantic=semantic, meta=meta, device=device)
+
+
+def _check_encoder_weights(path: Path, manifest: dict, cfg: IndexConfig, device: str) -> None:
+    """ValueError when the installed text encoder's weights differ from the build's (manifest ``encoder_sha256``;
+    indexes written before it carry none and are not checked). An error, not a warning: the dense vectors, the
+    semantic IDs and the decoder were all made with the old weights, so every query would be encoded by another
+    model and the index would answer worse without a sign of it."""
+    saved = manifest.get("encoder_sha256")
+    if saved is None:
+        return
+    from genir.device import resolve_device
+
+    now = weights_sha256(cfg.embed.model, str(resolve_device(device)))
+    if now != saved:
+        raise ValueError(f"{path}: the installed text encoder {cfg.embed.model!r} has other weights (sha256 {now[:12]}) "
+                         f"than this index was built with ({saved[:12]}); install the encoder package version it was "
+                         "built with, or rebuild the index")
 
 
 def _served_fusion(cfg: IndexConfig, saved: HybridConfig | None) -> IndexConfig:

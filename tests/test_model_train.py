@@ -251,3 +251,28 @@ def test_pooled_memory_token_is_padding_blind_and_incremental_decoding_matches()
         cache = dec.start(mem, mask)
         assert torch.allclose(dec.step(cache, None, 0)[:, 0], full[0], atol=1e-5)
     assert from_dict(ModelConfig, {}).pooled_memory is False and ModelConfig().pooled_memory is False
+
+
+def test_text_encoder_is_the_embedding_model_loaded_once_and_unchanged():
+    """One loader (genir.embed): a frozen TextEncoder shares the Embedder's transformer and tokenizer, a trainable
+    one gets a copy; its states equal those of the model loaded the old way (AutoModel on the package folder)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from genir.embed import Embedder, resolve_model_path
+    from genir.model import TextEncoder
+
+    embedder = Embedder(device="cpu")
+    frozen, tuned = TextEncoder(), TextEncoder(trainable_layers=1)
+    st = embedder.model[0]
+    assert frozen.bert is st.auto_model and frozen.tokenizer is st.tokenizer  # not a second MiniLM in memory
+    assert tuned.bert is not st.auto_model  # fine-tuning must never move the embeddings
+    path = resolve_model_path("all-MiniLM-L6-v2")
+    old = AutoModel.from_pretrained(path, add_pooling_layer=False, attn_implementation="sdpa").eval()
+    texts = ["vitamin d", "does vitamin d supplementation lower fracture risk in older adults", "x y z"]
+    enc = AutoTokenizer.from_pretrained(path)(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    states, mask = frozen(texts)
+    assert torch.equal(mask, enc["attention_mask"].bool())
+    with torch.no_grad():
+        ref = old(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    torch.testing.assert_close(states[mask], ref[mask], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tuned(texts)[0][mask], ref[mask], rtol=1e-5, atol=1e-5)
