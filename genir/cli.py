@@ -36,18 +36,46 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-# `genir index` options that --task recommend honours (--epochs -> RecConfig.max_epochs, --beam-size ->
-# RecConfig.beam_size); any other option given with it is refused by name rather than silently dropped
-RECOMMEND_OPTIONS = ("data_dir", "out", "task", "seed", "ids", "levels", "codebook_size", "epochs", "beam_size",
-                     "workdir", "resume", "device", "overrides", "verbose")
+# `genir index` options that are shortcuts for config fields (dotted paths as `--set` takes them), per task:
+# giving one and a `--set` of a field it sets is an error. --model sets both encoders: the seq2seq's text
+# encoder is the embedding model (one tokenizer and set of weights, genir.embed).
+RETRIEVE_SHORTCUTS = {
+    "model": ("embed.model", "model.encoder"), "batch_size": ("embed.batch_size",),
+    "max_seq_length": ("embed.max_seq_length",), "factory": ("dense.factory",), "metric": ("dense.metric",),
+    "ids": ("codec.scheme",), "levels": ("codec.levels",), "codebook_size": ("codec.codebook_size",),
+    "seed": ("codec.seed", "train.seed"), "generative": ("generative",), "epochs": ("train.epochs",),
+    "train_batch_size": ("train.batch_size",), "pseudo_mix": ("train.pseudo_mix",),
+    "checkpoint_every": ("train.checkpoint_every",), "trainable_encoder_layers": ("model.trainable_encoder_layers",),
+    "beam_size": ("decode.beam_size",),
+}
+RECOMMEND_SHORTCUTS = {"seed": ("seed", "codec.seed"), "ids": ("codec.scheme",), "levels": ("codec.levels",),
+                       "codebook_size": ("codec.codebook_size",), "epochs": ("max_epochs",), "beam_size": ("beam_size",)}
+# `genir index` options that --task recommend honours; any other option given with it is refused by name
+# rather than silently dropped
+RECOMMEND_OPTIONS = ("data_dir", "out", "task", *RECOMMEND_SHORTCUTS, "workdir", "resume", "device", "overrides",
+                     "verbose")
+
+
+def _given(ctx: typer.Context) -> set[str]:
+    """Names of the command's parameters given on the command line (or environment), not defaulted."""
+    sources = {p.name: ctx.get_parameter_source(p.name) for p in ctx.command.params}
+    # compared by name: typer vendors its own click, so its ParameterSource enum is not click's
+    return {name for name, src in sources.items() if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
+
+
+def _check_shortcuts(ctx: typer.Context, given: set[str], overrides: list[str],
+                     shortcuts: dict[str, tuple[str, ...]]) -> None:
+    """ValueError when an option and a ``--set`` of a field that option sets are both given."""
+    set_fields = {o.split("=", 1)[0].strip() for o in overrides}
+    for p in ctx.command.params:
+        clash = sorted(set_fields & set(shortcuts.get(p.name, ()))) if p.name in given else []
+        if clash:
+            raise ValueError(f"give {p.opts[0]} or --set {clash[0]}=..., not both")
 
 
 def _refuse_options(ctx: typer.Context, allowed: tuple[str, ...], *, applies_to: str) -> set[str]:
-    """Names of the command's parameters given on the command line (or environment); ValueError naming any
-    given one outside ``allowed`` (it "applies to ``applies_to``" only)."""
-    sources = {p.name: ctx.get_parameter_source(p.name) for p in ctx.command.params}
-    # compared by name: typer vendors its own click, so its ParameterSource enum is not click's
-    given = {name for name, src in sources.items() if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
+    """``_given`` names; ValueError naming any given one outside ``allowed`` (it "applies to ``applies_to``" only)."""
+    given = _given(ctx)
     refused = ["/".join(p.opts[:1] + list(getattr(p, "secondary_opts", []))[:1])  # --generative/--no-generative
                for p in ctx.command.params if p.name in given and p.name not in allowed]
     if refused:
@@ -102,8 +130,9 @@ def index(
                                                help="use the hybrid fusion tuned in another index instead of tuning "
                                                "here (e.g. for a corpus without labelled queries); recorded in the manifest"),
     overrides: Optional[List[str]] = typer.Option(None, "--set", metavar="FIELD=VALUE",
-                                                  help="--task recommend: set a RecConfig field (repeatable), "
-                                                  "e.g. --set threads=2 --set recency_embedding=True"),
+                                                  help="set a config field (repeatable): IndexConfig, dotted for "
+                                                  "nested configs (--set train.epochs=2 --set dense.nprobe=32), or "
+                                                  "RecConfig with --task recommend (--set threads=2)"),
     verbose: bool = typer.Option(True, help="log progress to stderr"),
 ) -> None:
     """Build an index (dense + BM25, and the generative model) over DATA_DIR into --out."""
@@ -117,29 +146,25 @@ def index(
     check_writable(out)  # before any work, so a bad --out costs nothing and writes nothing
     if tune_split == "test":
         raise ValueError("--tune-split test would tune on the test queries; use the carved 'dev' split")
-    from genir.pseudo import MIXES
+    from genir.config import with_overrides
 
-    if pseudo_mix not in MIXES:
-        raise ValueError(f"unknown --pseudo-mix {pseudo_mix!r}; expected one of {list(MIXES)}")
-    if overrides and task != "recommend":
-        raise ValueError("--set FIELD=VALUE applies to --task recommend (RecConfig fields)")
+    overrides = list(overrides or [])
     if task == "recommend":
-        from genir.config import RecConfig, with_overrides
+        from genir.config import RecConfig
         from genir.rec import commands
 
         given = _refuse_options(ctx, RECOMMEND_OPTIONS, applies_to="--task retrieve")
+        _check_shortcuts(ctx, given, overrides, RECOMMEND_SHORTCUTS)
         base = RecConfig(codec=CodecConfig(scheme=ids, levels=levels, codebook_size=codebook_size, seed=seed),
                          seed=seed)
         if "epochs" in given:
             if epochs != int(epochs) or epochs < 1:
                 raise ValueError(f"--epochs {epochs:g}: with --task recommend it is a whole number of epochs >= 1 "
                                  "(RecConfig.max_epochs)")
-            if any(o.split("=", 1)[0].strip() == "max_epochs" for o in overrides or []):
-                raise ValueError("give --epochs N or --set max_epochs=N, not both")
             base = replace(base, max_epochs=int(epochs))
         if "beam_size" in given:
             base = replace(base, beam_size=beam_size)
-        config = with_overrides(base, overrides or [])
+        config = with_overrides(base, overrides)
         summary = commands.index(data_dir, out=out, config=config, checkpoint_dir=workdir, resume=resume,
                                  device=device)
         typer.echo(f"indexed {summary['users']} users, {summary['items']} items from {data_dir} into {out} "
@@ -151,11 +176,18 @@ def index(
         bm25=Bm25Config(),
         codec=CodecConfig(scheme=ids, levels=levels, codebook_size=codebook_size, seed=seed),
         generative=generative,
-        model=ModelConfig(trainable_encoder_layers=trainable_encoder_layers),
+        model=ModelConfig(encoder=model, trainable_encoder_layers=trainable_encoder_layers),
         train=TrainConfig(epochs=epochs, batch_size=train_batch_size, checkpoint_every=checkpoint_every, seed=seed,
                           pseudo_mix=pseudo_mix),
         decode=DecodeConfig(beam_size=beam_size),
     )
+    _check_shortcuts(ctx, _given(ctx), overrides, RETRIEVE_SHORTCUTS)
+    cfg = with_overrides(cfg, overrides)
+    generative = cfg.generative
+    from genir.pseudo import MIXES
+
+    if cfg.train.pseudo_mix not in MIXES:
+        raise ValueError(f"unknown --pseudo-mix {cfg.train.pseudo_mix!r}; expected one of {list(MIXES)}")
     from genir.data import available_splits, load_corpus, merge_corpora
     from genir.index import manifest_of
 

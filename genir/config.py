@@ -1,8 +1,11 @@
 """Frozen configuration dataclasses. Each is saved into the artifact it built (manifest.json).
 
-Typer options in genir.cli map one-to-one onto these fields. Owners: DenseConfig/Bm25Config/IndexConfig
-(index + baselines), CodecConfig (semantic IDs), ModelConfig/TrainConfig/DecodeConfig (generative model),
-HybridConfig (fusion).
+`genir index` sets them one way for both tasks: ``--set FIELD=VALUE`` over the task's config (IndexConfig for
+retrieval, dotted for nested configs: ``--set train.epochs=2``; RecConfig for recommendation), parsed by
+``with_overrides``; its typer options are shortcuts for the common fields (genir.cli.RETRIEVE_SHORTCUTS /
+RECOMMEND_SHORTCUTS), and giving an option and a ``--set`` of the same field is an error. Owners:
+DenseConfig/Bm25Config/IndexConfig (index + baselines), CodecConfig (semantic IDs), ModelConfig/TrainConfig/
+DecodeConfig (generative model), HybridConfig (fusion), RecConfig (recommendation).
 """
 from __future__ import annotations
 
@@ -43,31 +46,43 @@ _SCALARS = {"bool": bool, "int": int, "float": float, "str": str}
 
 
 def with_overrides(cfg: T, pairs: list[str]) -> T:
-    """``cfg`` with top-level scalar fields replaced from ``FIELD=VALUE`` strings (the CLI's and benchmarks'
-    ``--set``). Values are Python literals checked against the field's type: ``dropout=0.3``,
-    ``history_item_embedding=True``, ``item_embedding=cooc``. Bad names or values raise ValueError."""
-    names = {f.name: f for f in dataclasses.fields(cfg)}  # type: ignore[arg-type]
-    changes: dict[str, Any] = {}
+    """``cfg`` with scalar fields replaced from ``FIELD=VALUE`` strings (the CLI's and benchmarks' ``--set``);
+    FIELD is dotted for nested configs (``train.epochs=2``, ``codec.scheme=rqkmeans``). Values are Python
+    literals checked against the field's type: ``dropout=0.3``, ``history_item_embedding=True``,
+    ``item_embedding=cooc`` (a bare word is a string). Bad names or values raise ValueError."""
     for pair in pairs:
         key, eq, text = pair.partition("=")
         key = key.strip()
         if not eq:
             raise ValueError(f"--set {pair!r}: expected FIELD=VALUE")
-        if key not in names:
-            raise ValueError(f"--set {key}: unknown {type(cfg).__name__} field; expected one of {sorted(names)}")
-        kind = _SCALARS.get(str(names[key].type))
-        if kind is None:
-            raise ValueError(f"--set {key}: only scalar fields can be set this way (it is {names[key].type})")
-        try:
-            value = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            value = text.strip()  # a bare word is a string
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not kind:
-            raise ValueError(f"--set {key}={text}: expected type {kind.__name__}")
-        changes[key] = value
-    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
+        cfg = _set_path(cfg, key.split("."), key, text.strip())
+    return cfg
+
+
+def _set_path(cfg: T, path: list[str], key: str, text: str) -> T:
+    names = {f.name: f for f in dataclasses.fields(cfg)}  # type: ignore[arg-type]
+    name = path[0]
+    if name not in names:
+        where = f"{type(cfg).__name__} field" + (f" (in {key})" if len(path) < len(key.split(".")) else "")
+        raise ValueError(f"--set {key}: unknown {where}; expected one of {sorted(names)}")
+    current = getattr(cfg, name)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ValueError(f"--set {key}: {name} is a {names[name].type} field, not a config with fields")
+        return dataclasses.replace(cfg, **{name: _set_path(current, path[1:], key, text)})  # type: ignore[type-var]
+    kind = _SCALARS.get(str(names[name].type))
+    if kind is None:
+        hint = f"; set its fields as {key}.FIELD" if dataclasses.is_dataclass(current) else ""
+        raise ValueError(f"--set {key}: only scalar fields can be set this way (it is {names[name].type}){hint}")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text  # a bare word is a string
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise ValueError(f"--set {key}={text}: expected type {kind.__name__}")
+    return dataclasses.replace(cfg, **{name: value})  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)

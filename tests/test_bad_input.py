@@ -81,7 +81,17 @@ def test_bad_dataset(built, case, capsys):
     (["eval", "{idx}", "--data", "{root}/good", "--split", "test", "--measure", "bogus@1"], "unknown measure"),
     (["remove", "{idx}", "--ids", "{root}/ids.txt"], "not in the index"),
     (["verify", "{root}/good"], "not a genir index"),
-    (["index", "{root}/good", "--out", "{root}/new", "--set", "dropout=0.3"], "applies to --task recommend"),
+    # --set over IndexConfig for retrieval (dotted for nested configs), type-checked; options are shortcuts
+    (["index", "{root}/good", "--out", "{root}/new", "--set", "dropout=0.3"], "--set dropout: unknown IndexConfig field"),
+    (["index", "{root}/good", "--out", "{root}/new", "--set", "train.bogus=1"], "unknown TrainConfig field"),
+    (["index", "{root}/good", "--out", "{root}/new", "--set", "train.epochs=high"], "train.epochs=high: expected type float"),
+    (["index", "{root}/good", "--out", "{root}/new", "--set", "train=3"], "set its fields as train.FIELD"),
+    (["index", "{root}/good", "--out", "{root}/new", "--set", "train.epochs"], "expected FIELD=VALUE"),
+    (["index", "{root}/good", "--out", "{root}/new", "--epochs", "2", "--set", "train.epochs=3"],
+     "give --epochs or --set train.epochs=..., not both"),
+    (["index", "{root}/good", "--out", "{root}/new", "--seed", "1", "--set", "codec.seed=2"], "not both"),
+    (["index", "{root}/good", "--out", "{root}/new", "--model", "x", "--set", "model.encoder=y"], "not both"),
+    (["index", "{root}/good", "--out", "{root}/new", "--set", "train.pseudo_mix=essay"], "unknown --pseudo-mix 'essay'"),
     (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--set", "bogus=1"], "unknown RecConfig"),
     (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--set", "dropout=high"],
      "dropout=high: expected type float"),
@@ -91,7 +101,7 @@ def test_bad_dataset(built, case, capsys):
      "error: --metric, --generative/--no-generative apply to --task retrieve"),
     (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--epochs", "2.5"], "whole number"),
     (["index", "{root}/good", "--out", "{root}/new", "--task", "recommend", "--epochs", "3", "--set", "max_epochs=4"],
-     "not both"),
+     "give --epochs or --set max_epochs=..., not both"),
 ])
 def test_bad_arguments(built, argv, expected, capsys):
     (built / "ids.txt").write_text("missing-doc\n")

@@ -79,3 +79,20 @@ def test_bad_input_one_line_exit_2(write_beir, tmp_path, capsys, args, match):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert match.format(**fill) in lines[0]
+
+
+def test_index_set_overrides_reach_the_manifest(write_beir, tmp_path, capsys):
+    """--set FIELD=VALUE for retrieval, dotted for nested configs, beside shortcut options for other fields."""
+    from genir.index import manifest_of
+
+    index_dir = tmp_path / "idx"
+    code, _, err = run_cli(["index", write_beir(), "--out", index_dir, "--device", "cpu", "--factory", "HNSW8",
+                            "--set", "generative=False", "--set", "dense.hnsw_ef_search=32", "--set", "bm25.k1=1.2",
+                            "--set", "train.epochs=2", "--set", "codec.scheme=rqkmeans", "--set", "hybrid.k_rrf=30"],
+                           capsys)
+    assert code == 0, err
+    cfg = manifest_of(index_dir)["config"]
+    assert (cfg["generative"], cfg["dense"]["factory"], cfg["dense"]["hnsw_ef_search"], cfg["bm25"]["k1"]) == \
+        (False, "HNSW8", 32, 1.2)
+    assert (cfg["train"]["epochs"], cfg["codec"]["scheme"], cfg["hybrid"]["k_rrf"]) == (2.0, "rqkmeans", 30)
+    assert cfg["embed"]["model"] == cfg["model"]["encoder"]  # one text encoder
