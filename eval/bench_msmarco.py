@@ -114,7 +114,7 @@ def cmd_dev(args) -> None:
 # ------------------------------------------------------------------------------------------------ dl19
 def cmd_dl19(args) -> None:
     data, out, log = args.data / "msmarco-dl-pool", args.indexes / f"msmarco-dl-pool-e{args.epochs:g}", []
-    fusion = args.indexes / "msmarco-10k"
+    fusion = args.fusion_from or args.indexes / "msmarco-10k"
     if not (fusion / "CURRENT").exists():
         raise SystemExit(f"{fusion} is missing: run `bench_msmarco.py dev` first (its dev-tuned fusion is carried over)")
     build(data, out, log, "--epochs", str(args.epochs), "--fusion-from", str(fusion), *args.index_args,
@@ -247,31 +247,69 @@ def plot_scale(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def library_build(out: Path, corpus, cfg, train, dev, work: Path, *, embeddings=None, rebuild: bool = False) -> None:
+    """Build with the library as `genir index` does (train-dev queries, fusion tuned on dev), save to ``out``."""
+    from genir.index import GenerativeIndex
+
+    if (out / "CURRENT").exists() and not rebuild:
+        return
+    started = time.perf_counter()
+    print(f"building {out} in this process", file=sys.stderr, flush=True)
+    index = GenerativeIndex.build(corpus, cfg, train_queries=train.split_queries(), train_qrels=train.qrels,
+                                  device="cpu", workdir=work, embeddings=embeddings)
+    index.tune(dev.split_queries(), dev.qrels)
+    index.save(out, started=started)
+
+
 def cmd_scale(args) -> None:
-    data, pool, log = args.data / "msmarco-10k", args.data / "msmarco-dl-pool", []
-    epochs = ["--epochs", str(args.epochs)]
-    small = args.indexes / f"msmarco-10k-e{args.epochs:g}"
-    large = args.indexes / f"msmarco-35k-e{args.epochs:g}"
-    # the 10k builds share the dev build's workdir: same passages (embedding cache) and, for the same mix, the
-    # same training texts (encoder-state cache); checkpoints of other settings there are cleared, not resumed
-    shared = ["--workdir", str(args.indexes / "msmarco-10k.work")]
-    build(data, small, log, *epochs, *shared, *args.index_args, rebuild=args.rebuild)
-    build(data, large, log, *epochs, "--extra-corpus", str(pool), *args.index_args, rebuild=args.rebuild)
+    """10k and 35k (10k + the DL pool as distractors) at the same settings, built in this process so the 35k
+    build reuses the 10k passage vectors; optionally the document pseudo-query mix at 10k; then the trained
+    10k decoder over synthetic IDs."""
+    import dataclasses
+
+    from genir.config import IndexConfig, TrainConfig, to_dict
+    from genir.data import load_corpus, load_dataset, merge_corpora
+    from genir.embed import Embedder
+
+    data, pool_dir, log = args.data / "msmarco-10k", args.data / "msmarco-dl-pool", []
+    tag = f"e{args.epochs:g}-p{args.pseudo_per_doc}"
+    cfg = IndexConfig(train=TrainConfig(epochs=args.epochs, pseudo_per_doc=args.pseudo_per_doc))
+    train, dev = load_dataset(data, split="train-dev"), load_dataset(data, split="dev")
+    pool = load_corpus(pool_dir)
+    embedder = Embedder(cfg.embed, device="cpu")
+    t = time.perf_counter()
+    small_emb = embedder.encode_cached(train.corpus.passages(), args.indexes / "msmarco-10k.work" / "embeddings")
+    # the DL19 build (bench_msmarco.py dl19, `genir index` with the default workdir) finds this cache
+    pool_emb = embedder.encode_cached(pool.passages(), args.indexes / f"msmarco-dl-pool-e{args.dl_epochs:g}.work" / "embeddings")
+    embed_seconds = time.perf_counter() - t
+    small, large = args.indexes / f"msmarco-10k-{tag}", args.indexes / f"msmarco-35k-{tag}"
+    library_build(small, train.corpus, cfg, train, dev, args.indexes / f"msmarco-10k-{tag}.work", embeddings=small_emb,
+                  rebuild=args.rebuild)
+    merged = merge_corpora(train.corpus, [(pool_dir.name, pool)])
+    library_build(large, merged, cfg, train, dev, args.indexes / f"msmarco-35k-{tag}.work",
+                  embeddings=np.concatenate([small_emb, pool_emb]), rebuild=args.rebuild)
     sizes = []
     for path in (small, large):
         report = evaluate(path, data, "dev", log)
         sizes.append({"index": index_facts(path), "results": rows(report), "num_queries": report["num_queries"]})
     mixes = []
     if args.document_mix:
-        doc = args.indexes / f"msmarco-10k-e{args.epochs:g}-document-mix"
-        build(data, doc, log, *epochs, "--pseudo-mix", "document", *shared, *args.index_args, rebuild=args.rebuild)
+        doc = args.indexes / f"msmarco-10k-{tag}-document-mix"
+        doc_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, pseudo_mix="document"))
+        library_build(doc, train.corpus, doc_cfg, train, dev, args.indexes / f"msmarco-10k-{tag}-document.work",
+                      embeddings=small_emb, rebuild=args.rebuild)
         report = evaluate(doc, data, "dev", log, modes=("generative", "hybrid"))
-        mixes = [{"pseudo_mix": "passage (default for short untitled passages)", "results": sizes[0]["results"]},
+        mixes = [{"pseudo_mix": "passage (auto for short untitled passages)", "results": sizes[0]["results"]},
                  {"pseudo_mix": "document", "results": rows(report), "index": index_facts(doc)}]
     result = {
-        "what": f"msmarco-10k dev queries over 10k passages and over 10k + the DL pool as distractors (35k), both "
-                f"built with --epochs {args.epochs:g} and otherwise the defaults; then the 10k model's decoder over "
-                f"extra synthetic IDs",
+        "what": f"msmarco-10k dev queries over 10k passages and over 10k + the DL pool as distractors (35k, DL pool ids "
+                f"namespaced 'msmarco-dl-pool:'), both built in this process with the library exactly as `genir index` "
+                f"does (train-dev queries, fusion tuned on dev) with epochs={args.epochs:g} and "
+                f"pseudo_per_doc={args.pseudo_per_doc} (to fit this machine's CPU budget), otherwise the defaults; the "
+                f"35k build reuses the 10k passage vectors, so its embed stage is recorded separately below; then the 10k "
+                f"model's decoder over extra synthetic IDs",
+        "config": to_dict(cfg),
+        "embedding_seconds_10k_plus_pool": embed_seconds,
         "commands": log, "sizes": sizes, "pseudo_mix_comparison": mixes,
         "extended_ids": extended_decoding(small, data, args.synthetic_sizes),
     }
@@ -397,9 +435,13 @@ def main() -> None:
     sub.add_parser("dev").set_defaults(fn=cmd_dev)
     dl = sub.add_parser("dl19")
     dl.add_argument("--epochs", type=float, default=2.0)
+    dl.add_argument("--fusion-from", type=Path, default=None,
+                    help="index whose msmarco-10k-dev-tuned fusion is carried over (default: INDEXES/msmarco-10k)")
     dl.set_defaults(fn=cmd_dl19)
     sc = sub.add_parser("scale")
     sc.add_argument("--epochs", type=float, default=2.0)
+    sc.add_argument("--pseudo-per-doc", type=int, default=3, help="pseudo-queries per passage (default build: 6)")
+    sc.add_argument("--dl-epochs", type=float, default=2.0, help="the dl19 run's --epochs (its workdir gets the pool vectors)")
     sc.add_argument("--synthetic-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     sc.add_argument("--document-mix", action="store_true", help="also build 10k with the document pseudo-query mix")
     sc.set_defaults(fn=cmd_scale)
