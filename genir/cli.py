@@ -412,7 +412,7 @@ def verify(index_dir: Path = typer.Argument(..., help="index directory")) -> Non
 
 @app.command()
 def bench(
-    job: Path = typer.Argument(..., help="job file (TOML): datasets, configs, splits, modes, metrics, [[expected]]"),
+    job: Path = typer.Argument(..., help="job file (TOML): datasets, configs, splits, modes, metrics, expected scores"),
     out: Optional[Path] = typer.Option(None, "--out", help="result folder (default: the job's `out`)"),
     check: bool = typer.Option(False, "--check", help="exit 1 when a score moves beyond the job's tolerance"),
     backend: str = typer.Option("local", help="local (this process) | ray (one Ray task per step)"),
