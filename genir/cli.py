@@ -261,10 +261,10 @@ def search(
     from rich.table import Table
 
     table = Table(title=f"{mode}: {query}")
-    for col in ("rank", "doc id", "score", "title", "path"):
+    for col in ("rank", "doc id", "score", "title (or text)", "path"):
         table.add_column(col)
     for h in hits:
-        table.add_row(str(h.rank), h.doc_id, f"{h.score:.4f}", h.title[:80], h.path)
+        table.add_row(str(h.rank), h.doc_id, f"{h.score:.4f}", (h.title or h.snippet)[:80], h.path)
     Console().print(table)
 
 

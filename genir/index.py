@@ -40,6 +40,10 @@ class Hit:
     score: float
     title: str
     path: str  # which component answered this query (dense, bm25, rrf, generative, fused, ...)
+    snippet: str = ""  # the start of the document's text (untitled passages, e.g. MS MARCO, show only this)
+
+
+SNIPPET_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -190,10 +194,13 @@ class GenerativeIndex:
         res = self.search_arrays(queries, k, mode=mode)
         out = []
         for row_i, row_s, path in zip(res.doc_idx, res.scores, res.path):
-            hits = [Hit(r, self._doc_ids[i], float(s), self._titles[i], path)
+            hits = [Hit(r, self._doc_ids[i], float(s), self._titles[i], path, self._snippet(i))
                     for r, (i, s) in enumerate(((i, s) for i, s in zip(row_i.tolist(), row_s.tolist()) if i >= 0), 1)]
             out.append(hits)
         return out
+
+    def _snippet(self, i: int) -> str:
+        return str(self.corpus.table.column("text")[i])[:SNIPPET_CHARS]
 
     def search_arrays(self, queries: Sequence[str], k: int = 10, *, mode: str = "dense") -> SearchResult:
         """Like search, as arrays: doc_idx/scores (q, k)."""

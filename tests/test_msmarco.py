@@ -135,6 +135,7 @@ def test_cli_extra_corpus_graded_eval_and_carried_fusion(tmp_path, write_beir, w
     assert manifest["config"]["hybrid"] == _live_manifest(tuned)["config"]["hybrid"]
     hits = json.loads(_genir("search", str(merged), texts[-1], "-k", "3", "--mode", "dense", "--json").stdout)["hits"]
     assert hits[0]["doc_id"] == f"data:{ids[-1]}"
+    assert hits[0]["title"] == "" and hits[0]["snippet"] == texts[-1][:200]  # untitled passages show their text
 
     report = tmp_path / "report.json"
     done = _genir("eval", str(tuned), "--data", str(data), "--split", "dev", "--mode", "bm25", "--rel-threshold", "2",
