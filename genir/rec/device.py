@@ -17,11 +17,9 @@ __all__ = ["resolve_device", "bf16_is_fast", "autocast", "to_device"]
 def bf16_is_fast(device: torch.device) -> bool:
     """True where bfloat16 matmuls beat float32: CUDA GPUs with bf16 support, CPUs with AVX512-BF16.
 
-    Measured (1 thread, 10 timed AdamW steps of the generative model, batch 256, 20-item histories) on this
-    project's AMD EPYC with AVX512-BF16, two runs: default size (d_model 128, 4 + 4 layers) 697 / 566 ms/step
-    in bf16 vs 885 / 855 in float32; a tiny model (d_model 32, 1 + 1) 43 / 47 vs 39 / 39 (too small to gain:
-    RecConfig.bf16=False for such models). The same CPU limited to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2
-    ATEN_CPU_CAPABILITY=avx2), where bf16 is emulated: 8,048 vs 841 ms/step, so there autocast stays off.
+    eval/bench_rec_bf16.py (eval/results/rec-bf16-cpu.json) on this project's CPU with AVX512-BF16: 563 ms
+    per step in bf16 vs 821 in float32 at the default size; a tiny model gains nothing (RecConfig.bf16=False
+    for such models). With bf16 emulated (AVX2 only) a one-off run was ~10x slower, so there autocast stays off.
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
