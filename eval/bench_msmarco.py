@@ -164,14 +164,12 @@ def extended_decoding(index_dir: Path, data: Path, sizes: list[int], queries: in
     """The trained decoder over the real IDs plus synthetic ones (``sizes`` IDs in all): decode seconds per
     batch of dev queries, trie memory, process peak RSS, and dev RR@10 of the generative ranking (synthetic
     IDs are never relevant)."""
-    import resource
-
     import torch
 
     from genir.data import load_dataset
     from genir.generative import GenerativeRetriever
     from genir.ids import add_suffix
-    from genir.index import GenerativeIndex
+    from genir.index import GenerativeIndex, peak_rss_mb
     from genir.metrics import evaluate_order
     from genir.trie import IdTrie
 
@@ -206,7 +204,7 @@ def extended_decoding(index_dir: Path, data: Path, sizes: list[int], queries: in
                     "decode_seconds_per_batch": float(np.median(times)), "batch_queries": len(batch),
                     "queries_per_second": len(batch) / float(np.median(times)),
                     "trie_build_seconds": trie_seconds, "trie_mb": trie.memory_bytes() / 2**20,
-                    "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                    "process_peak_rss_mb": peak_rss_mb(),
                     "synthetic_in_top10": float(np.mean(idx >= len(doc_ids))), "dev": metrics,
                     "torch_threads": torch.get_num_threads()})
         print(out[-1], flush=True)

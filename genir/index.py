@@ -291,10 +291,9 @@ class GenerativeIndex:
     def save(self, path: Path, *, started: float | None = None) -> Path:
         """Write a new version of the index directory atomically; returns the version folder. ``started``
         (a time.perf_counter() value) records the build's total seconds up to the save in the manifest."""
-        self._started = started
-        return write_version(Path(path), self._write)
+        return write_version(Path(path), lambda folder: self._write(folder, started))
 
-    def _write(self, folder: Path) -> dict:
+    def _write(self, folder: Path, started: float | None = None) -> dict:
         t = time.perf_counter()
         docs = self.corpus.table.add_column(0, "doc_idx", pa.array(np.arange(len(self.corpus), dtype=np.int64)))
         write_parquet(docs, folder / "docs.parquet")
@@ -308,8 +307,8 @@ class GenerativeIndex:
             extra = self.semantic.save(folder / "semantic", hybrid=self.cfg.hybrid)
         seconds = self.meta.setdefault("build_seconds", {})
         seconds["save"] = time.perf_counter() - t  # every file but the manifest and its checksums
-        if getattr(self, "_started", None) is not None:
-            seconds["total"] = time.perf_counter() - self._started
+        if started is not None:
+            seconds["total"] = time.perf_counter() - started
         self.meta["peak_rss_mb"] = peak_rss_mb()
         return {**extra,
             "kind": "retrieval",
