@@ -418,13 +418,15 @@ def bench(
     backend: str = typer.Option("local", help="local (this process) | ray (one Ray task per step)"),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: cluster address (default: local)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="--backend ray: cancel the tasks still running "
+                                            "after SECONDS and report their cells as failed (default: no limit)"),
     verbose: bool = typer.Option(True, help="log progress to stderr"),
 ) -> None:
     """Run a batch-evaluation job: every cell once (finished ones skipped), one result JSON each, a summary."""
     _setup_logging(verbose)
     from genir.bench import run_job
 
-    outcome = run_job(job, out=out, check=check, backend=backend, address=address, device=device)
+    outcome = run_job(job, out=out, check=check, backend=backend, address=address, device=device, timeout=timeout)
     typer.echo(outcome.text)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)

@@ -2,9 +2,13 @@
 --check, a resumed generative build's lineage, a recommendation job, and the Ray backend against local."""
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -220,19 +224,53 @@ def test_ray_backend_missing_is_one_line(tmp_path, data, capsys, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
-def test_ray_backend_gives_the_local_metrics(tmp_path, data):
+@contextmanager
+def hard_deadline(seconds: int, what: str):
+    """Fail (not hang) when the block outlives ``seconds``: SIGALRM raises pytest's failure in the main thread
+    (ray.get and ray.init wait in Python-visible slices); if even that cannot run, faulthandler dumps every
+    thread's stack and ends the process a minute later, so CI sees why instead of waiting for its own limit."""
+    def fail(signum, frame):
+        pytest.fail(f"{what} did not finish within {seconds} s: Ray is stuck or the machine is starved of CPUs "
+                    "(the job itself gives up on its tasks after --timeout)", pytrace=False)
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    faulthandler.dump_traceback_later(seconds + 60, exit=True)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        faulthandler.cancel_dump_traceback_later()
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_ray_backend_gives_the_local_metrics_and_gives_up_after_its_timeout(tmp_path, data):
     ray = pytest.importorskip("ray")
     text = BASE.format(splits='["dev"]', data=data).replace("[configs.hnsw]\ngenerative = false\n"
                                                             'dense.factory = "HNSW16"\n', "")
     job = write_job(tmp_path / "job.toml", text)
     local = run_job(job, out=tmp_path / "local", device="cpu")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = run_job(job, out=tmp_path / "ray", backend="ray", device="cpu")
-    finally:
-        ray.shutdown()
+    with hard_deadline(360, "the Ray backend test"):
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            remote = run_job(job, out=tmp_path / "ray", backend="ray", device="cpu", timeout=240)
+            # a cluster that cannot finish in time: every cell fails with the reason, and the call returns
+            t = time.monotonic()
+            starved = run_job(job, out=tmp_path / "starved", backend="ray", device="cpu", timeout=0.01)
+            waited = time.monotonic() - t
+        finally:
+            ray.shutdown()
     assert local.exit_code == remote.exit_code == 0, remote.text
     metrics = [{r["cell"]: r["metrics"] for r in o.summary["cells"]} for o in (local, remote)]
     assert metrics[0] == metrics[1] and len(metrics[0]) == 2
     cell = json.loads((tmp_path / "ray" / "cells" / "syn--flat--dev--bm25.json").read_text())
     assert cell["lineage"]["backend"] == "ray" and cell["lineage"]["pid"] != os.getpid()  # a Ray worker did it
+    assert starved.exit_code == 1 and waited < 60, starved.text
+    errors = [r["error"] for r in starved.summary["cells"]]
+    assert len(errors) == 2 and all("not finished within --timeout 0.01 s" in e for e in errors), errors
+
+
+def test_timeout_is_for_the_ray_backend(tmp_path, data):
+    job = write_job(tmp_path / "job.toml", BASE.format(splits='["dev"]', data=data))
+    with pytest.raises(ValueError, match="--timeout SECONDS"):
+        run_job(job, out=tmp_path / "out", timeout=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,17 +30,22 @@ class Outcome:
 
 
 def run_job(path: str | Path, *, out: str | Path | None = None, check: bool = False, backend: str = "local",
-            address: str | None = None, device: str = "auto", argv: Sequence[str] | None = None) -> Outcome:
+            address: str | None = None, device: str = "auto", timeout: float | None = None,
+            argv: Sequence[str] | None = None) -> Outcome:
     """Run the job file ``path`` (see genir.bench.job) and summarise every cell, finished earlier or now.
 
     ``backend``: "local" (this process, one cell after another) or "ray" (one Ray task per step, on the cluster
-    at ``address`` or a local one). ``check``: exit code 1 when a score is not within tolerance of the job's
-    expected value. Bad job files raise ValueError before any work."""
+    at ``address`` or a local one). ``timeout`` (Ray only): seconds after which the tasks still running are
+    cancelled and their cells fail with a message saying so, so a starved or stuck cluster ends the job instead of
+    hanging it. ``check``: exit code 1 when a score is not within tolerance of the job's expected value. Bad job
+    files raise ValueError before any work."""
     job = load_job(path, out=out)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
     if address is not None and backend != "ray":
         raise ValueError("--address applies to --backend ray")
+    if timeout is not None and (backend != "ray" or timeout <= 0):
+        raise ValueError("--timeout SECONDS (> 0) applies to --backend ray (a local job runs in this process)")
     if backend == "ray":
         _import_ray()  # before any work: a missing extra costs nothing
     ctx = Context(job=describe(job), out=str(job.out), work=str(job.work), device=device, backend=backend,
@@ -49,7 +55,7 @@ def run_job(path: str | Path, *, out: str | Path | None = None, check: bool = Fa
     logger.info("%s: %d cells, %d finished earlier, %d to run (%s)", job.name, len(job.cells), len(done),
                 len(pending), backend)
     runner = _run_ray if backend == "ray" else _run_local
-    new, builds = runner(pending, ctx, address) if pending else ({}, {})
+    new, builds = runner(pending, ctx, address=address, timeout=timeout) if pending else ({}, {})
     summary = summarise(job, ctx, {**done, **new}, skipped=set(done), builds=builds)
     text = markdown(summary)
     failed = summary["counts"]["failed"] + summary["counts"]["missing"]
@@ -64,7 +70,7 @@ def _builds_of(cells: list[Cell]) -> list[Build]:
     return list({c.build.key: c.build for c in cells}.values())
 
 
-def _run_local(cells: list[Cell], ctx: Context, address: str | None) -> tuple[dict, dict]:
+def _run_local(cells: list[Cell], ctx: Context, **_ray_only: Any) -> tuple[dict, dict]:
     results, records = {}, {}
     for build in _builds_of(cells):
         records[build.key] = build_index(build, ctx)
@@ -81,10 +87,23 @@ def _import_ray():
     return ray
 
 
-def _run_ray(cells: list[Cell], ctx: Context, address: str | None) -> tuple[dict, dict]:
+def _run_ray(cells: list[Cell], ctx: Context, *, address: str | None, timeout: float | None) -> tuple[dict, dict]:
     """One Ray task per step: embedding (once per corpus and encoder), build (once per index), cell. Each task
-    waits on the results it needs; the folders OUT and WORK must be shared by every node."""
+    waits on the results it needs; the folders OUT and WORK must be shared by every node. Tasks not done
+    ``timeout`` seconds after the start are cancelled and reported as failed."""
     ray = _import_ray()
+    from ray.exceptions import GetTimeoutError
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def get(ref: Any) -> Any:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return ray.get(ref, timeout=left)
+        except GetTimeoutError:
+            raise TimeoutError(f"not finished within --timeout {timeout:g} s (a starved or stuck Ray cluster? "
+                               "ray status shows what its CPUs/GPUs are doing)") from None
+
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -104,14 +123,17 @@ def _run_ray(cells: list[Cell], ctx: Context, address: str | None) -> tuple[dict
         results, records = {}, {}
         for cell in cells:
             try:
-                results[cell.key] = ray.get(cell_refs[cell.key])
-            except Exception as exc:  # the task's process died (or Ray did): record it, go on with the others
+                results[cell.key] = get(cell_refs[cell.key])
+            except Exception as exc:  # the task's process died, Ray did, or time ran out: record it, go on
                 results[cell.key] = failed_cell(cell, ctx, f"Ray task failed: {type(exc).__name__}: {exc}")
         for key, ref in build_refs.items():
             try:
-                records[key] = ray.get(ref)
+                records[key] = get(ref)
             except Exception as exc:
                 records[key] = {"status": "failed", "error": f"Ray task failed: {exc}"}
+        if deadline is not None and time.monotonic() >= deadline:
+            for ref in [*embeds.values(), *build_refs.values(), *cell_refs.values()]:
+                ray.cancel(ref, force=True)  # a no-op on finished tasks; frees the workers of the others
         return results, records
     finally:
         if started_here:
