@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -30,6 +27,7 @@ import torch
 from genir.decoding import constrained_beam_search
 from genir.ids.suffix import add_suffix
 from genir.model import IdDecoder
+from genir.provenance import provenance, write_result
 from genir.trie import IdTrie
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,20 +151,6 @@ def bench_size(n: int, dec: IdDecoder, memory: torch.Tensor, mask: torch.Tensor,
     return row
 
 
-def machine(device: torch.device) -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "") if Path("/proc/cpuinfo").exists() else ""
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu or platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-    }
-
-
 def plot(rows: list[dict], path: Path, device: torch.device) -> None:
     import matplotlib
 
@@ -198,6 +182,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "decoding-cpu.json")
     ap.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N: decoder, memory and trie")
     args = ap.parse_args()
+    started = provenance()
     from genir.train import resolve_device
 
     global SYNC
@@ -217,14 +202,12 @@ def main() -> None:
     rows = [bench_size(n, dec, memory, mask, args.repeats) for n in args.sizes]
     report = {
         "benchmark": "decoding",
-        "command": " ".join(["HF_HUB_OFFLINE=1", Path(sys.executable).name, *sys.argv]),
-        "machine": machine(device),
+        "device": str(device), "torch_threads": torch.get_num_threads(),
         "setup": {"levels": LEVELS, "codebook": VOCAB, "queries": QUERIES, "beam": BEAM, "k": K, "memory_tokens": MEM_TOKENS,
                   "decoder": "IdDecoder d384 x2 layers x6 heads, random weights", "repeats": args.repeats, "timing": "median"},
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_result(args.out, report, started=started)
     plot(rows, args.out.with_suffix(".png"), device)
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 

@@ -12,8 +12,6 @@ import argparse
 import gzip
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -108,29 +106,6 @@ def dataset_info(emb: np.ndarray, texts: list[str]) -> dict:
     }
 
 
-def machine() -> dict:
-    """Where and how a benchmark ran (shared by eval/bench_trie.py)."""
-    import faiss
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "faiss": faiss.__version__,
-        "numpy": np.__version__,
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # other jobs share the CPUs: wall times vary
-        "command": " ".join(["python", *sys.argv]),
-    }
-
-
-def write_json(doc: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-
-
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -173,6 +148,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "ids-bench.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from genir.provenance import provenance, write_result
+
+    started = provenance()
     import torch
 
     torch.set_num_threads(1)
@@ -187,12 +165,12 @@ def main() -> None:
     from genir.config import CodecConfig, to_dict
 
     doc = {
-        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
         "embedding": "all-MiniLM-L6-v2 (unit norm); SciFact: title + '. ' + text; Beauty: attributes joined by ', '",
         "codec_config_defaults": to_dict(CodecConfig()),
         "results": results,
     }
-    write_json(doc, args.out)
+    write_result(args.out, doc, started=started)
     plot(results, args.out.with_suffix(".png"))
 
 

@@ -84,9 +84,9 @@ def build(data: Path, out: Path, log: list[dict], *extra: str, rebuild: bool = F
 
 
 def write(name: str, result: dict) -> Path:
-    from genir.store import atomic_write_json
+    from genir.provenance import write_result
 
-    path = atomic_write_json(RESULTS / name, {"provenance": PROVENANCE, **result})
+    path = write_result(RESULTS / name, result, started=PROVENANCE)
     print(f"wrote {path}")
     return path
 

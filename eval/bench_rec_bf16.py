@@ -15,10 +15,9 @@ from pathlib import Path
 import torch
 
 from genir.config import RecConfig, to_dict
-from genir.provenance import provenance
+from genir.provenance import provenance, write_result
 from genir.rec.device import bf16_is_fast
 from genir.rec.tiger import TigerModel
-from genir.store import atomic_write_json
 
 RESULT = Path(__file__).resolve().parent / "results" / "rec-bf16-cpu.json"
 VOCAB, BATCH, HISTORY, ITEMS, STEPS, WARMUP = (256, 256, 256, 8), 256, 20, 5000, 12, 2
@@ -48,6 +47,7 @@ def step_ms(cfg: RecConfig, bf16: bool) -> tuple[float, float]:
 
 
 def main() -> None:
+    started = provenance()
     torch.set_num_threads(1)
     configs = {"default": RecConfig(),
                "tiny": replace(RecConfig(), d_model=32, encoder_layers=1, decoder_layers=1, heads=2, d_ff=64)}
@@ -57,8 +57,8 @@ def main() -> None:
             ms, loss = step_ms(cfg, bf16)
             rows.append({"model": name, "bf16": bf16, "ms_per_step": ms, "final_loss": loss, "config": to_dict(cfg)})
             print(name, "bf16" if bf16 else "fp32", f"{ms:.0f} ms/step", flush=True)
-    atomic_write_json(RESULT, {"provenance": provenance(), "bf16_is_fast_here": bf16_is_fast(torch.device("cpu")),
-                               "steps": STEPS, "warmup": WARMUP, "batch": BATCH, "threads": 1, "rows": rows})
+    write_result(RESULT, {"bf16_is_fast_here": bf16_is_fast(torch.device("cpu")), "steps": STEPS, "warmup": WARMUP,
+                          "batch": BATCH, "threads": 1, "rows": rows}, started=started)
     print(f"wrote {RESULT}")
 
 

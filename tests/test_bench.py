@@ -274,3 +274,16 @@ def test_timeout_is_for_the_ray_backend(tmp_path, data):
     job = write_job(tmp_path / "job.toml", BASE.format(splits='["dev"]', data=data))
     with pytest.raises(ValueError, match="--timeout SECONDS"):
         run_job(job, out=tmp_path / "out", timeout=10)
+
+
+def test_scripts_write_results_whole_with_the_provenance_of_their_start(tmp_path, monkeypatch):
+    from genir.provenance import provenance, write_result
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    started = provenance(["eval/bench_x.py", "--sizes", "10"])
+    path = write_result(tmp_path / "sub" / "x.json", {"rows": [1, 2]}, started=started)
+    doc = json.loads(path.read_text())
+    assert list(doc) == ["provenance", "rows"] and doc["rows"] == [1, 2]
+    assert doc["provenance"]["command"] == "eval/bench_x.py --sizes 10" and doc["provenance"]["env"]["OMP_NUM_THREADS"] == "1"
+    assert {"git", "versions", "machine", "utc"} <= set(doc["provenance"]) and "commit" in doc["provenance"]["git"]
+    assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temp file left beside it
