@@ -53,7 +53,8 @@ RECOMMEND_SHORTCUTS = {"seed": ("seed", "codec.seed"), "ids": ("codec.scheme",),
 # `genir index` options that --task recommend honours; any other option given with it is refused by name
 # rather than silently dropped
 RECOMMEND_OPTIONS = ("data_dir", "out", "task", *RECOMMEND_SHORTCUTS, "workdir", "resume", "device", "overrides",
-                     "verbose")
+                     "verbose", "reuse", "mode")
+RECOMMEND_ONLY = ("reuse", "mode")  # `genir index` options that only --task recommend takes
 
 
 def _given(ctx: typer.Context) -> set[str]:
@@ -133,6 +134,11 @@ def index(
                                                   help="set a config field (repeatable): IndexConfig, dotted for "
                                                   "nested configs (--set train.epochs=2 --set dense.nprobe=32), or "
                                                   "RecConfig with --task recommend (--set threads=2)"),
+    mode: Optional[List[str]] = typer.Option(None, "--mode", help="--task recommend: a mode to train (repeatable: "
+                                             "generative, sasrec, popular; default all)"),
+    reuse: Optional[Path] = typer.Option(None, "--reuse", metavar="INDEX",
+                                         help="--task recommend: take the item vectors and IDs, and every mode "
+                                         "--mode does not name, from this index of the same data"),
     verbose: bool = typer.Option(True, help="log progress to stderr"),
 ) -> None:
     """Build an index (dense + BM25, and the generative model) over DATA_DIR into --out."""
@@ -166,10 +172,13 @@ def index(
             base = replace(base, beam_size=beam_size)
         config = with_overrides(base, overrides)
         summary = commands.index(data_dir, out=out, config=config, checkpoint_dir=workdir, resume=resume,
-                                 device=device)
+                                 device=device, modes=mode or commands.MODES, reuse=reuse)
+        reused = f"; from {reuse}: {', '.join(summary['reused'])}" if reuse is not None else ""
         typer.echo(f"indexed {summary['users']} users, {summary['items']} items from {data_dir} into {out} "
-                   f"({summary['version']}); modes: {', '.join(summary['modes'])}")
+                   f"({summary['version']}); modes: {', '.join(summary['modes'])}{reused}")
         return
+    _refuse_options(ctx, tuple(p.name for p in ctx.command.params if p.name not in RECOMMEND_ONLY),
+                    applies_to="--task recommend")
     cfg = IndexConfig(
         embed=EmbedConfig(model=model, batch_size=batch_size, max_seq_length=max_seq_length),
         dense=DenseConfig(factory=factory, metric=metric),
@@ -189,10 +198,11 @@ def index(
     if cfg.train.pseudo_mix not in MIXES:
         raise ValueError(f"unknown --pseudo-mix {cfg.train.pseudo_mix!r}; expected one of {list(MIXES)}")
     from genir.data import available_splits, load_corpus, merge_corpora
-    from genir.index import manifest_of
+    from genir.index import manifest_fusion, manifest_of
 
-    carried = manifest_of(fusion_from) if fusion_from is not None else None  # a bad path fails before any work
-    if carried is not None and "hybrid" not in carried:
+    # a bad path fails before any work; the fusion carried is the one that index serves (its config.hybrid)
+    carried = manifest_fusion(manifest_of(fusion_from)) if fusion_from is not None else None
+    if fusion_from is not None and carried is None:
         raise ValueError(f"--fusion-from {fusion_from}: that index has no hybrid fusion (built without the model)")
     started = time.perf_counter()
     if generative and train_split in available_splits(data_dir):
@@ -223,8 +233,10 @@ def index(
     built.meta["sources"] += [{"path": str(e), "id_prefix": f"{name}:", "documents": len(c)}
                               for e, (name, c) in zip(extra_corpus or [], extras)]
     if generative and carried is not None:
-        built.use_fusion(carried["hybrid"], source=str(fusion_from))
-        typer.echo(f"hybrid fusion from {fusion_from}: {carried['hybrid']['method']}")
+        from genir.config import to_dict
+
+        built.use_fusion(to_dict(carried), source=str(fusion_from))
+        typer.echo(f"hybrid fusion from {fusion_from}: {carried.method}")
     elif generative and tune_split and train_q is not None:
         dev = _dataset(data_dir, tune_split, dev_fraction, seed)
         tuned = built.tune(dev.split_queries(), dev.qrels)
@@ -415,6 +427,7 @@ def bench(
     job: Path = typer.Argument(..., help="job file (TOML): datasets, configs, splits, modes, metrics, expected scores"),
     out: Optional[Path] = typer.Option(None, "--out", help="result folder (default: the job's `out`)"),
     check: bool = typer.Option(False, "--check", help="exit 1 when a score moves beyond the job's tolerance"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check the job file, list its builds and cells, run nothing"),
     backend: str = typer.Option("local", help="local (this process) | ray (one Ray task per step)"),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: cluster address (default: local)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
@@ -424,8 +437,11 @@ def bench(
 ) -> None:
     """Run a batch-evaluation job: every cell once (finished ones skipped), one result JSON each, a summary."""
     _setup_logging(verbose)
-    from genir.bench import run_job
+    from genir.bench import plan, run_job
 
+    if dry_run:
+        typer.echo(plan(job, out=out), nl=False)
+        return
     outcome = run_job(job, out=out, check=check, backend=backend, address=address, device=device, timeout=timeout)
     typer.echo(outcome.text)
     if outcome.exit_code:

@@ -141,6 +141,24 @@ def test_run_isolates_failures_records_provenance_resumes_and_checks(tmp_path, d
     assert stdout.count("MOVED") == 2 and "-0.0060" in stdout
     code, stdout, err = run_cli(["bench", tmp_path / "bad.toml", "--out", out, "--no-verbose"], capsys)
     assert code == 0 and "MOVED" not in stdout  # without --check the scores are reported, not judged
+    # --dry-run sees which cells are finished
+    code, stdout, err = run_cli(["bench", job, "--out", out, "--dry-run", "--no-verbose"], capsys)
+    assert code == 0 and "8 cells (4 finished earlier)" in stdout
+    assert "syn--flat--dev--bm25  finished" in stdout and "syn--flat--nosuch--bm25  to run" in stdout
+
+
+def test_dry_run_lists_builds_and_cells_and_runs_nothing(tmp_path, data, capsys):
+    job = write_job(tmp_path / "job.toml", BASE.format(splits='["dev"]', data=data)
+                    + expected("syn--flat--dev--bm25", "nDCG@10", 0.5))
+    code, stdout, err = run_cli(["bench", job, "--out", tmp_path / "out", "--dry-run", "--no-verbose"], capsys)
+    assert code == 0, err
+    assert stdout.startswith("job (retrieve): 2 builds, 4 cells (0 finished earlier), 1 expected scores")
+    assert "  syn--flat  hash " in stdout and "  syn--hnsw  hash " in stdout
+    assert stdout.count("  to run") == 4 and "syn--hnsw--dev--dense  to run" in stdout
+    assert not (tmp_path / "out").exists()  # nothing built, nothing written
+    bad = write_job(tmp_path / "bad.toml", BASE.format(splits='["dev"]', data=data).replace("nDCG@10", "nDCG@ten"))
+    code, stdout, err = run_cli(["bench", bad, "--out", tmp_path / "out", "--dry-run", "--no-verbose"], capsys)
+    assert code == 2 and err.startswith("error: bad.toml") and len(err.strip().splitlines()) == 1
 
 
 def test_generative_build_resumes_from_its_checkpoint_and_records_lineage(tmp_path, data, monkeypatch):

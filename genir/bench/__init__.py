@@ -6,6 +6,6 @@ file per cell with its provenance, a summary, and a check against expected score
     runner.py  planning, backends, summary, check
 """
 from genir.bench.job import Job, load_job
-from genir.bench.runner import BACKENDS, Outcome, run_job
+from genir.bench.runner import BACKENDS, Outcome, plan, run_job
 
-__all__ = ["BACKENDS", "Job", "Outcome", "load_job", "run_job"]
+__all__ = ["BACKENDS", "Job", "Outcome", "load_job", "plan", "run_job"]

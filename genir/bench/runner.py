@@ -65,6 +65,21 @@ def run_job(path: str | Path, *, out: str | Path | None = None, check: bool = Fa
     return Outcome(summary=summary, text=text, exit_code=1 if failed or (check and moved) else 0)
 
 
+def plan(path: str | Path, *, out: str | Path | None = None) -> str:
+    """What `genir bench JOB.toml` would do, without doing it (`--dry-run`): the job file checked as a run checks
+    it, its builds, its cells (finished earlier, or to run) and expected scores. -> the text printed."""
+    job = load_job(path, out=out)
+    ctx = Context(job=describe(job), out=str(job.out), work=str(job.work), device="cpu", backend="local", command=())
+    cells = [(c, finished(ctx, c) is not None) for c in job.cells]
+    lines = [f"{job.name} ({job.task}): {len(job.builds)} builds, {len(cells)} cells "
+             f"({sum(done for _, done in cells)} finished earlier), {len(job.expected)} expected scores",
+             f"out: {job.out}", f"work: {job.work}", "builds:"]
+    lines += [f"  {b.key}  hash {b.hash}  data {b.data}" for b in job.builds]
+    lines.append("cells:")
+    lines += [f"  {c.key}  {'finished' if done else 'to run'}" for c, done in cells]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------------------------- backends
 def _builds_of(cells: list[Cell]) -> list[Build]:
     return list({c.build.key: c.build for c in cells}.values())
