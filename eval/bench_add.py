@@ -1,17 +1,19 @@
 """Incremental add on SciFact: build with 10 % of the documents held back, `add` them, compare with the
 full build that had them from the start, on the dev queries whose relevant documents are among the added.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_add.py --full-index PATH [--epochs 10]
+    HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_add.py [--epochs 10] [--threads 1] [--full-index PATH]
 
-PATH is an index of the whole corpus built with the same settings (eval/bench_scifact.py --save-index PATH).
-Writes eval/results/scifact-add.json.
+One command builds both indexes: the held-back one (saved to --heldback-index, reused by a rerun) and the full
+one (in this process; or loaded from --full-index PATH, an index of the whole corpus built with the same
+settings, e.g. eval/bench_scifact.py --save-index PATH). Which index was built here and which was loaded, with
+its settings and build seconds, is recorded in the result by code; an index built with other settings is
+refused. Writes eval/results/scifact-add.json with genir.provenance.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +21,6 @@ import numpy as np
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "eval"))
-from bench_baselines import machine  # noqa: E402
 
 MODES = ["bm25", "dense", "rrf", "generative", "hybrid"]
 
@@ -28,7 +28,7 @@ MODES = ["bm25", "dense", "rrf", "generative", "hybrid"]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
-    ap.add_argument("--full-index", type=Path, default=None, help="absent: only build/save the held-back index")
+    ap.add_argument("--full-index", type=Path, default=None, help="load this full build (default: build it here)")
     ap.add_argument("--heldback-index", type=Path, default=ROOT / "data" / "cache" / "scifact-heldback-index",
                     help="the held-back build is saved here and reused when it exists")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -44,8 +44,9 @@ def main() -> None:
     from genir.embed import Embedder
     from genir.evaluate import evaluate_index
     from genir.index import GenerativeIndex
-    from genir.store import atomic_write_json
+    from genir.provenance import provenance, write_result
 
+    started = provenance()
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = IndexConfig()  # the defaults eval/bench_scifact.py builds the full index with
@@ -59,12 +60,13 @@ def main() -> None:
     keep = np.setdiff1d(np.arange(n), held)
     base_corpus, new_docs = Corpus(train.corpus.table.take(keep)), Corpus(train.corpus.table.take(held))
 
-    if args.heldback_index.exists():
-        index = GenerativeIndex.load(args.heldback_index)
+    # the full corpus's embeddings (cached, shared with bench_scifact); the held-back build takes the kept rows
+    emb = Embedder(cfg.embed).encode_cached(train.corpus.passages(), ROOT / "data" / "cache" / "scifact-work" / "embeddings")
+    built_here = not args.heldback_index.exists()
+    if not built_here:
+        index = _load_same(args.heldback_index, cfg)
         build_seconds = index.meta["build_seconds"]
     else:
-        # the full corpus's embeddings (cached by bench_scifact / bench_baselines), rows of the kept documents
-        emb = Embedder(cfg.embed).encode_cached(train.corpus.passages(), ROOT / "data" / "cache" / "scifact-work" / "embeddings")
         t = time.perf_counter()
         index = GenerativeIndex.build(base_corpus, cfg, train_queries=train.split_queries(), train_qrels=train.qrels,
                                       device="auto", workdir=args.workdir, embeddings=emb[keep])
@@ -72,10 +74,15 @@ def main() -> None:
         # tuning sees only the documents present at build time, as a deployed index would
         index.tune(dev.split_queries(), _known(dev.qrels, set(base_corpus.doc_ids)))
         index.save(args.heldback_index)
-    if args.full_index is None:
-        print(f"held-back index saved to {args.heldback_index}; rerun with --full-index to add and compare")
-        return
-    full = GenerativeIndex.load(args.full_index)
+    indexes = {"held_back": _facts(index, args.heldback_index, built_here=built_here)}
+    if args.full_index is not None:
+        full = _load_same(args.full_index, cfg)
+    else:
+        full = GenerativeIndex.build(train.corpus, cfg, train_queries=train.split_queries(), train_qrels=train.qrels,
+                                     device="auto", workdir=args.workdir.with_name(args.workdir.name + "-full"),
+                                     embeddings=emb)
+        full.tune(dev.split_queries(), dev.qrels)  # as `genir index` and bench_scifact do
+    indexes["full"] = _facts(full, args.full_index, built_here=args.full_index is None)
     t = time.perf_counter()
     index.add(new_docs)
     add_seconds = time.perf_counter() - t
@@ -112,15 +119,32 @@ def main() -> None:
         "generative_hits_on_added_docs": int(sum(d in new_rows for d in gen_new.ravel().tolist())),
         "results": {name: {r["mode"]: r["metrics"] for r in rep["results"]} for name, rep in reports.items()},
         "hybrid_unseen_rule_after_add": rule,
-        "machine": machine(),
-        "command": "HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_add.py " + " ".join(sys.argv[1:]),
+        "indexes": indexes, "config": dataclasses.asdict(cfg), "torch_threads": torch.get_num_threads(),
     }
-    atomic_write_json(args.out, report)
+    write_result(args.out, report, started=started)
     for mode in MODES:
         a, b = report["results"]["incremental_add"][mode], report["results"]["full_build"][mode]
         print(f"{mode:>10} add: nDCG@10 {a['nDCG@10']:.4f} R@10 {a['R@10']:.4f} | full: nDCG@10 {b['nDCG@10']:.4f} R@10 {b['R@10']:.4f}")
     print(f"add: {report['add_seconds_per_1000_docs']:.1f} s per 1000 docs")
     print("unseen-document rule:", json.dumps(rule))
+
+
+def _load_same(path: Path, cfg):
+    """An index built earlier, refused when its model settings differ from this run's (``cfg``)."""
+    from genir.index import GenerativeIndex
+
+    index = GenerativeIndex.load(path)
+    for part in ("embed", "codec", "model", "train"):
+        if getattr(index.cfg, part) != getattr(cfg, part):
+            raise SystemExit(f"{path} was built with other {part} settings than this run's; delete it or pass "
+                             "the same --epochs")
+    return index
+
+
+def _facts(index, path: Path | None, *, built_here: bool) -> dict:
+    """Where an index came from (built by this process, or loaded from ``path``), its build seconds and training."""
+    return {"built_in_this_run": built_here, "path": None if path is None else str(path),
+            "build_seconds": index.meta.get("build_seconds"), "train": index.semantic.meta.get("train")}
 
 
 def _known(qrels, doc_ids: set):

@@ -5,39 +5,22 @@ most-popular, trained and evaluated in one run on the same leave-one-out split.
         [--data ../shared/data] [--set history_tokens=items ...] [--modes generative sasrec popular]
 
 Per dataset writes eval/results/rec-<dataset>.json: the REPORT (genir eval format) for the validation and
-the test split, training time and epochs per model, codec statistics, the config, the machine and the
-command. The built index is kept under indexes/rec-<dataset> (git-ignored) for `genir recommend`.
-Published anchors (same protocol): TIGER Beauty R@5 0.0454 nDCG@5 0.0321 R@10 0.0648 nDCG@10 0.0384;
-TIGER Sports 0.0264 / 0.0181 / 0.0400 / 0.0225.
+the test split, training time and epochs per model, codec statistics, the config and genir.provenance
+(commit, machine, command). The built index is kept under indexes/rec-<dataset> (git-ignored) for
+`genir recommend`. Only what this run measured goes into the file: published numbers to compare with are
+quoted, with their source, in the README. The README's table comes from the jobs eval/jobs/amazon-*.toml
+(`genir bench`), which run the same protocol with the default RecConfig.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ANCHORS = {
-    "amazon-beauty": {"TIGER": {"R@5": 0.0454, "nDCG@5": 0.0321, "R@10": 0.0648, "nDCG@10": 0.0384},
-                      "SASRec (TIGER's table)": {"R@5": 0.0387, "nDCG@5": 0.0249, "R@10": 0.0605, "nDCG@10": 0.0318},
-                      "SASRec full-softmax (this machine, issue 5)": {"R@5": 0.048, "nDCG@5": 0.027, "R@10": 0.073,
-                                                                      "nDCG@10": 0.035}},
-    "amazon-sports": {"TIGER": {"R@5": 0.0264, "nDCG@5": 0.0181, "R@10": 0.0400, "nDCG@10": 0.0225}},
-}
-
-
-def machine(threads: int) -> dict:
-    import torch
-
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": threads,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "load_average_1m_at_end": round(os.getloadavg()[0], 2)}  # shared CPUs: wall times vary
+DATASETS = ("amazon-beauty", "amazon-sports")
 
 
 def training_summary(reports: dict) -> dict:
@@ -75,10 +58,6 @@ def plot(doc: dict, path: Path) -> None:
     curve.set(xlabel="epoch", ylabel="validation nDCG@10", title=f"{doc['dataset']}: early-stopping curve")
     curve.legend()
     rows = doc["test"]["results"]
-    for name, anchor in doc["anchors"].items():
-        if name == "TIGER":
-            bars.axhline(anchor["R@10"], ls="--", lw=1, color="C0", label="TIGER paper R@10")
-            bars.axhline(anchor["nDCG@10"], ls=":", lw=1, color="C1", label="TIGER paper nDCG@10")
     test_bars(bars, [r["mode"] for r in rows], [r["metrics"] for r in rows], f"{doc['dataset']}: test split, same run")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -86,7 +65,7 @@ def plot(doc: dict, path: Path) -> None:
 
 
 def test_bars(ax, labels: list[str], metrics: list[dict], title: str) -> None:
-    """R@10 and nDCG@10 bars side by side per label (shared by bench_rec and compare_rec plots)."""
+    """R@10 and nDCG@10 bars side by side per label."""
     for j, metric in enumerate(("R@10", "nDCG@10")):
         ax.bar([i + 0.4 * j for i in range(len(metrics))], [m[metric] for m in metrics], width=0.4, label=metric)
     ax.set_xticks([i + 0.2 for i in range(len(metrics))], labels)
@@ -97,7 +76,7 @@ def test_bars(ax, labels: list[str], metrics: list[dict], title: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--dataset", default="amazon-beauty", choices=sorted(ANCHORS))
+    ap.add_argument("--dataset", default="amazon-beauty", choices=DATASETS)
     ap.add_argument("--modes", nargs="+", default=["generative", "sasrec", "popular"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
@@ -111,6 +90,9 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    from genir.provenance import provenance, write_result
+
+    started = provenance()
     from genir.config import RecConfig, to_dict, with_overrides
     from genir.data.amazon import load_sequences
     from genir.rec.recommender import Recommender
@@ -133,10 +115,8 @@ def main() -> None:
     training = training_summary(rec.reports)
     doc = {"dataset": args.dataset, "protocol": "leave-one-out, full ranking, no filtering of seen items, "
            "history capped at max_history", "test": reports["test"], "valid": reports["valid"], "training": training,
-           "build_seconds": round(build_seconds, 1), "anchors": ANCHORS[args.dataset], "config": to_dict(cfg),
-           "machine": machine(args.threads), "command": " ".join(["python", *sys.argv])}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+           "build_seconds": round(build_seconds, 1), "config": to_dict(cfg), "torch_threads": args.threads}
+    write_result(out, doc, started=started)
     plot(doc, out.with_suffix(".png"))
     for split in ("valid", "test"):
         for row in reports[split]["results"]:

@@ -5,22 +5,21 @@
 Builds the full index (embeddings, semantic IDs, seq2seq trained on the train-dev queries + pseudo-queries),
 tunes the hybrid on the dev split (20 % of train, seed 0) as the index does, evaluates bm25 / dense / rrf /
 generative / hybrid on the same dev queries, and adds an honest check of the tuning: 2-fold cross-validation
-on dev (tune on one half, score the other). Writes eval/results/scifact-dev-generative.json and a plot.
+on dev (tune on one half, score the other). Writes eval/results/scifact-dev-generative.json (with
+genir.provenance: commit, machine, command) and a plot. The index is always built by this command (a killed
+run continues with --resume; the training record says from which step), never loaded from elsewhere.
+The README's SciFact table comes from eval/jobs/scifact-generative.toml (`genir bench`), the same defaults.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "eval"))
-from bench_baselines import machine  # noqa: E402
 
 MODES = ["bm25", "dense", "rrf", "generative", "hybrid"]
 
@@ -34,12 +33,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "results" / "scifact-dev-generative.json")
     ap.add_argument("--save-index", type=Path, default=None)
     ap.add_argument("--resume", action="store_true", help="continue training from the workdir's newest checkpoint")
-    ap.add_argument("--index", type=Path, default=None,
-                    help="evaluate this already built index (from --save-index) instead of building one")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    ap.add_argument("--note", default="", help="free text recorded in the JSON (how the index was built)")
     args = ap.parse_args()
     import logging
+
+    from genir.provenance import provenance, write_result
+
+    started = provenance()
 
     import torch
 
@@ -60,13 +60,9 @@ def main() -> None:
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=args.epochs))
     t = time.perf_counter()
-    if args.index is not None:
-        index = GenerativeIndex.load(args.index)
-        build_total = None  # built earlier: its per-part times are in build_seconds
-    else:
-        index = GenerativeIndex.build(train.corpus, cfg, train_queries=train.split_queries(), train_qrels=train.qrels,
-                                      device="auto", workdir=args.workdir, resume=args.resume)
-        build_total = time.perf_counter() - t
+    index = GenerativeIndex.build(train.corpus, cfg, train_queries=train.split_queries(), train_qrels=train.qrels,
+                                  device="auto", workdir=args.workdir, resume=args.resume)
+    build_total = time.perf_counter() - t
     dev_q, dev_qrels = dev.split_queries(), dev.qrels
 
     # 2-fold cross-validation of the tuning: never scores a query with weights chosen on it
@@ -96,17 +92,14 @@ def main() -> None:
         "codec_stats": index.semantic.meta.get("codec_stats"),
         "train": index.semantic.meta.get("train"),
         "train_config": dataclasses.asdict(index.cfg.train),
-        "notes": args.note,
         "hybrid_tuned_on_dev": tuned,
         "hybrid_2fold_cv_on_dev": {"mean_held_out": cv, "folds": folds},
         "valid_id_rate": id_check.share if id_check.outputs else None,
         "generative_outputs_checked": id_check.outputs,
         "dev_split": {"fraction": 0.2, "seed": 0, "source": "train", "train_queries": len(train.split_queries())},
-        "machine": machine(),
-        "command": "HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_scifact.py " + " ".join(sys.argv[1:]),
+        "torch_threads": torch.get_num_threads(),
     })
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_result(args.out, report, started=started)
     if args.save_index is not None:
         index.save(args.save_index)
     plot(report, args.out.with_suffix(".png"))
