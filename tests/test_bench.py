@@ -305,3 +305,46 @@ def test_scripts_write_results_whole_with_the_provenance_of_their_start(tmp_path
     assert doc["provenance"]["command"] == "eval/bench_x.py --sizes 10" and doc["provenance"]["env"]["OMP_NUM_THREADS"] == "1"
     assert {"git", "versions", "machine", "utc"} <= set(doc["provenance"]) and "commit" in doc["provenance"]["git"]
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temp file left beside it
+
+
+def _readme_tables():
+    """eval/readme_tables.py, the one generator of README's result tables (eval/ is scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "eval" / "readme_tables.py"
+    spec = importlib.util.spec_from_file_location("readme_tables", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_tables_rewrite_only_the_marked_block_and_refuse_a_missing_marker(tmp_path, capsys):
+    tables = _readme_tables()
+    summary = {"job": {"file": "/x/eval/jobs/scifact-baselines.toml"}, "metrics": ["nDCG@10", "R@100"],
+               "counts": {"ok": 2, "cells": 3},
+               "provenance": {"git": {"commit": "0123456789abcdef", "dirty": False}},
+               "cells": [{"dataset": "sf", "config": "base", "split": "dev", "mode": m, "status": s,
+                          "metrics": {"nDCG@10": v, "R@100": 0.9}} for m, s, v in
+                         (("bm25", "ok", 0.74391), ("dense", "ok", 0.6333), ("rrf", "failed", 0.1))]}
+    (tmp_path / "results" / "jobs" / "scifact-baselines").mkdir(parents=True)
+    (tmp_path / "results" / "jobs" / "scifact-baselines" / "summary.json").write_text(json.dumps(summary))
+    head, tail = "# T\n\nprose  with  odd spacing\t\n\n", "\n\nmore prose\n| a | b |\n<!-- table:amazon -->\nx\n"
+    readme = tmp_path / "README.md"
+    readme.write_text(head + "<!-- table:scifact-baselines -->\nold | typed | table\n<!-- /table:scifact-baselines -->" + tail)
+    args = ["--readme", str(readme), "--results", str(tmp_path / "results"), "--block", "scifact-baselines"]
+    assert tables.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith(head + "<!-- table:scifact-baselines -->\n") and text.endswith("<!-- /table:scifact-baselines -->" + tail)
+    block = text[len(head):-len(tail)]
+    assert "old | typed" not in block and "`genir bench eval/jobs/scifact-baselines.toml` (commit 0123456, 2 of 3 cells ok)" in block
+    assert "| sf | base | dev | bm25 | 0.7439 | 0.9000 |" in block and "| dense |" in block and "rrf" not in block
+    assert tables.main(args) == 0 and readme.read_text() == text  # a second run changes nothing
+
+    # a block whose job has not run is left as it is; a missing end marker: one error line, README untouched
+    assert tables.main(args[:4] + ["--block", "amazon"]) == 2  # amazon has no end marker in this README
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "<!-- /table:amazon -->" in err
+    assert readme.read_text() == text
+    readme.write_text(text + "<!-- /table:amazon -->\n")
+    assert tables.main(args[:4] + ["--block", "amazon"]) == 0 and "amazon: left as is" in capsys.readouterr().out
+    assert readme.read_text() == text + "<!-- /table:amazon -->\n"
