@@ -133,3 +133,16 @@ def write_amazon(tmp_path: Path) -> Callable[..., Path]:
         return folder
 
     return write
+
+
+# --- recommendation data -------------------------------------------------------------------------
+@pytest.fixture
+def planted_amazon(write_amazon: Callable[..., Path]) -> Path:
+    """An Amazon folder of planted_sequences(num_users=80, num_items=30, seed=2), item text as attributes."""
+    from genir.rec.synthetic import planted_sequences
+
+    seqs = planted_sequences(num_users=80, num_items=30, seed=2)
+    users, histories = seqs.table.column("user_id").to_pylist(), seqs.table.column("items").to_pylist()
+    items, texts = seqs.items.column("item_id").to_pylist(), seqs.items.column("text").to_pylist()
+    return write_amazon(sequences=dict(zip(users, histories)), sequential=False,
+                        attributes={i: t.split(" item ") for i, t in zip(items, texts)})

@@ -96,7 +96,7 @@ def test_recommendation_index_on_the_device_every_mode(tmp_path):
     rec = Recommender.build(planted_sequences(num_users=300, seed=0), cfg, dataset="planted", device=DEVICE,
                             checkpoint_dir=tmp_path / "ck")
     build_seconds = time.perf_counter() - t0
-    assert {p.device.type for m in (rec.tiger, rec.sasrec) for p in m.parameters()} == {DEVICE}
+    assert {p.device.type for m in (rec.generative.model, rec.sasrec) for p in m.parameters()} == {DEVICE}
     report = rec.evaluate("test")
     recall = {r["mode"]: r["metrics"]["R@10"] for r in report["results"]}
     rec.save(tmp_path / "idx")

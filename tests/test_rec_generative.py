@@ -74,16 +74,16 @@ def test_save_load_round_trip(built, tmp_path):
 def test_new_item_becomes_recommendable_without_retraining(built, tmp_path):
     built.save(tmp_path / "idx")
     rec = Recommender.load(tmp_path / "idx")
-    before = {k: v.clone() for k, v in rec.tiger.state_dict().items()}
+    before = {k: v.clone() for k, v in rec.generative.model.state_dict().items()}
     twin = rec.data.item_ids.index("i8")
-    emb = rec.vectors.combined()[twin:twin + 1]
+    emb = rec.generative.vectors.combined()[twin:twin + 1]
     codes = rec.add_items(["new-item"], embeddings=emb)
     new_idx = rec.data.num_items - 1
-    assert rec.trie.lookup(codes)[0] == new_idx
-    assert (codes[0, :-1] == rec.item_codes[twin, :-1]).all()  # lands on its twin's prefix, fresh suffix
+    assert rec.generative.trie.lookup(codes)[0] == new_idx
+    assert (codes[0, :-1] == rec.generative.codes[twin, :-1]).all()  # lands on its twin's prefix, fresh suffix
     top = [r["item_id"] for r in rec.recommend(history=["i6", "i7"], k=10)]
     assert "new-item" in top
-    assert all(torch_equal(before[k], v) for k, v in rec.tiger.state_dict().items())
+    assert all(torch_equal(before[k], v) for k, v in rec.generative.model.state_dict().items())
     # popularity ranks it last but knows it; re-adding the same id is refused
     assert rec.popular.counts[new_idx] == 0
     with pytest.raises(ValueError, match="already present"):
@@ -113,7 +113,7 @@ def test_history_item_embeddings_learn_and_survive_new_items(tmp_path):
     cfg = replace(CFG, history_item_embedding=True)
     rec = Recommender.build(planted_sequences(num_users=300, seed=0), cfg, modes=("generative", "popular"),
                             dataset="planted")
-    assert rec.tiger.encoder.item_emb.num_embeddings == rec.data.num_items + 1
+    assert rec.generative.model.encoder.item_emb.num_embeddings == rec.data.num_items + 1
     report = rec.evaluate("test")
     assert _recall(report, "generative") > _recall(report, "popular") + 0.3
     rec.save(tmp_path / "idx")
@@ -122,12 +122,12 @@ def test_history_item_embeddings_learn_and_survive_new_items(tmp_path):
     # an item added later has no learned embedding: it is read through its codes (the zero row), and the
     # embedding table is not touched
     twin = again.data.item_ids.index("i7")
-    again.add_items(["late"], embeddings=again.vectors.combined()[twin:twin + 1])
-    table = again.tiger.encoder.item_emb.weight.detach().clone()
+    again.add_items(["late"], embeddings=again.generative.vectors.combined()[twin:twin + 1])
+    table = again.generative.model.encoder.item_emb.weight.detach().clone()
     top = [r["item_id"] for r in again.recommend(history=["i6", "late"], k=10)]
     assert len(top) == 10 and set(top) <= set(again.data.item_ids)
-    assert bool((again.tiger.encoder.item_emb.weight == table).all())
-    assert not again.tiger.encoder.item_emb.weight[-1].any()
+    assert bool((again.generative.model.encoder.item_emb.weight == table).all())
+    assert not again.generative.model.encoder.item_emb.weight[-1].any()
 
 
 def test_fingerprints_separate_the_two_models():
@@ -169,7 +169,7 @@ def test_recency_embeddings_learn_and_match_between_training_and_serving():
         assert not torch.allclose(cut, whole[:, :4])
     rec = Recommender.build(planted_sequences(num_users=300, seed=0), cfg, modes=("generative", "popular"),
                             dataset="planted")
-    assert rec.tiger.encoder.recency_emb.weight.abs().sum() > 0  # trained away from its zero start
+    assert rec.generative.model.encoder.recency_emb.weight.abs().sum() > 0  # trained away from its zero start
     report = rec.evaluate("test")
     assert _recall(report, "generative") > _recall(report, "popular") + 0.3
 
@@ -218,7 +218,8 @@ def test_model_outputs_come_to_the_host_with_cpu_before_numpy(built, tmp_path, m
     built.save(tmp_path / "idx")
     rec = Recommender.load(tmp_path / "idx", device="cpu")
     twin = rec.data.item_ids.index("i8")
-    rec.add_items(["new-item"], embeddings=rec.vectors.combined()[twin:twin + 1])  # serving merges new items too
+    # serving merges new items too
+    rec.add_items(["new-item"], embeddings=rec.generative.vectors.combined()[twin:twin + 1])
     q = eval_queries(rec.data, "test")
     calls = [("generative", dict(user="u3")), ("generative", dict(history=["i6", "i7"])), ("sasrec", dict(user="u3"))]
     expected = [rec.recommend(**kw, mode=mode) for mode, kw in calls]
@@ -236,8 +237,8 @@ def test_one_device_reaches_every_model_and_the_trie(built, tmp_path):
     built.save(tmp_path / "idx")
     rec = Recommender.load(tmp_path / "idx", device="cpu")
     assert rec.device == torch.device("cpu")
-    assert {p.device for m in (rec.tiger, rec.sasrec) for p in m.parameters()} == {rec.device}
-    assert rec.trie.device == rec.device
+    assert {p.device for m in (rec.generative.model, rec.sasrec) for p in m.parameters()} == {rec.device}
+    assert rec.generative.trie.device == rec.device
     assert rec.ranker("generative").device == rec.ranker("sasrec").device == rec.device
     with pytest.raises(ValueError, match="unknown device"):
         Recommender.load(tmp_path / "idx", device="tpu")
@@ -265,6 +266,6 @@ def test_item_text_is_embedded_on_the_recommenders_device(monkeypatch):
     monkeypatch.setattr(genir.embed, "Embedder", SpyEmbedder)
     rec = Recommender.build(planted_sequences(num_users=40, seed=1), replace(CFG, item_embedding="text", max_epochs=1),
                             modes=("generative",), device="cpu")
-    assert seen == ["cpu"] and rec.vectors.source == "text"
+    assert seen == ["cpu"] and rec.generative.vectors.source == "text"
     rec.add_items(["new-item"], texts=["group 1 item new"])
     assert seen == ["cpu", "cpu"]

@@ -1,6 +1,8 @@
 """Sequential recommendation: leave-one-out protocol, popularity and SASRec baselines, and the TIGER-style
 generative recommender (semantic IDs + shared IdDecoder + trie-constrained beam search).
 
-Entry point: ``genir.rec.recommender.Recommender`` (build / save / load / recommend / evaluate / add_items);
-``genir.rec.commands`` holds the functions the CLI calls.
+Entry point: ``genir.rec.recommender.Recommender`` (build / save / load / recommend / evaluate / add_items), which
+composes the generative layer (``genir.rec.generative``: item vectors -> item IDs -> TIGER model) with the
+baselines beside it (``genir.rec.sasrec``, ``genir.rec.popular``); ``genir.rec.reuse`` rebuilds one of them from
+a saved index; ``genir.rec.commands`` holds the functions the CLI calls.
 """

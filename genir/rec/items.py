@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -124,6 +125,24 @@ class ItemVectors:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: v for k, v in (("text", self.text), ("cooc", self.cooc)) if v is not None}
+
+    def save(self, path: Path) -> None:
+        """One safetensors file: the arrays, and the source in its metadata."""
+        from safetensors.numpy import save_file
+
+        save_file(self.arrays(), str(path), metadata={"source": self.source})
+
+    @classmethod
+    def load(cls, path: Path, *, source: str | None = None) -> "ItemVectors":
+        """What ``save`` wrote; ``source`` for files written before it kept the source in their metadata."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+            source = (f.metadata() or {}).get("source", source)
+        if source not in SOURCES[1:]:
+            raise ValueError(f"{path}: unknown item vector source {source!r}; expected one of {SOURCES[1:]}")
+        return cls(source, arrays.get("text"), arrays.get("cooc"))
 
 
 def item_embeddings(texts: list[str], train_seqs: list[np.ndarray], *, source: str = "auto", cooc_dim: int = 64,

@@ -1,9 +1,22 @@
-"""The recommendation engine as one object: build (item IDs + models), save/load, recommend, evaluate,
-add new items without retraining.
+"""The recommendation index: a generative layer (genir.rec.generative: item vectors -> item IDs -> TIGER model)
+and the baselines beside it (SASRec, popularity), composed over one item table and its users' sequences.
+``build`` trains, ``save``/``load`` persist, ``recommend`` serves one user or history, ``evaluate`` returns the
+REPORT dict, ``add_items`` extends the catalogue.
 
 Everything learned (item vectors, codec, TIGER, SASRec, popularity) sees only the leave-one-out training
 parts, so ``evaluate`` on the validation and test splits is honest; ``recommend(user=...)`` serves from the
 user's whole stored sequence.
+
+An index version (genir.store: written atomically, manifest.json with the config and a sha256 per file):
+
+    items.parquet       item_id, text (row = item index)
+    sequences.parquet   user_id, items (every user's whole sequence as item indices)
+    generative/         item_vectors.safetensors, codec/, codes.npy, trie/, model.safetensors, generative.json
+    sasrec/             model.safetensors, config.json
+    popular/            popular.safetensors
+
+``build(..., reuse=INDEX)`` takes the item vectors and IDs, and every mode it does not train, from a saved index
+(genir.rec.reuse). Indexes written before this layout are read by genir.rec.legacy.
 """
 from __future__ import annotations
 
@@ -16,29 +29,24 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 import torch
-from safetensors.numpy import load_file as load_np
-from safetensors.numpy import save_file as save_np
-from safetensors.torch import load_file as load_torch
-from safetensors.torch import save_file as save_torch
 
 import genir
 from genir.config import RecConfig, rec_config_from_dict, to_dict
 from genir.data.store import read_parquet, write_parquet
 from genir.data.types import Sequences
-from genir.ids import add_suffix, load_codec, make_codec
-from genir.rec import items as item_vectors
 from genir.rec.device import resolve_device
 from genir.rec.evaluate import timed_evaluation
+from genir.rec.generative import GenerativeRecLayer
 from genir.rec.popular import PopularRecommender
-from genir.rec.protocol import Examples, Interactions, eval_queries, pack_histories, train_parts, training_windows
+from genir.rec.protocol import Examples, Interactions, eval_queries, pack_histories, train_parts
 from genir.rec.sasrec import SASRec, SASRecRecommender
-from genir.rec.tiger import ANONYMOUS, GenerativeRanker, TigerModel, train_tiger, user_bucket
-from genir.trie import IdTrie
+from genir.rec.tiger import ANONYMOUS
 
 logger = logging.getLogger(__name__)
 
 MODES = ("generative", "sasrec", "popular")
 KIND = "recommend"  # manifest "kind" (genir.cli dispatches on it)
+LAYOUT = 2  # manifest "layout": one folder per component (above); absent: the layout genir.rec.legacy reads
 
 
 def _check_modes(modes: Sequence[str]) -> tuple[str, ...]:
@@ -56,47 +64,47 @@ def _sample(queries: Examples, n: int, seed: int) -> Examples:
 
 @dataclass
 class Recommender:
-    """A trained recommendation index: item table, sequences, and whichever of the MODES were built.
+    """A recommendation index: item table, sequences, and whichever of the MODES were built."""
 
-    ``build`` trains, ``save``/``load`` persist (genir.store versioned directory), ``recommend`` serves one
-    user or history, ``evaluate`` returns the REPORT dict, ``add_items`` extends the catalogue.
-    """
-
-    cfg: RecConfig
+    cfg: RecConfig  # the config of the build that wrote this index (a reused component keeps its own: ``reused``)
     data: Interactions  # every user's full sequence + the item table (row = item index)
     dataset: str = ""
-    popular: PopularRecommender | None = None
+    generative: GenerativeRecLayer | None = None  # item vectors, IDs, trie and the TIGER model
     sasrec: SASRec | None = None
-    tiger: TigerModel | None = None
-    item_codes: np.ndarray | None = None  # (num_items, levels + 1) full semantic IDs
-    trie: IdTrie | None = None
-    codec: object | None = None  # genir.ids.SemanticIdCodec
-    vectors: item_vectors.ItemVectors | None = None  # item vectors behind the IDs (places new items)
-    reports: dict[str, dict] = field(default_factory=dict)  # per mode: training report, codec stats
-    trained_items: int = 0  # items that existed when the generative model was trained (later: add_items)
+    popular: PopularRecommender | None = None
+    reports: dict[str, dict] = field(default_factory=dict)  # per mode: training report, codec stats, seconds
+    reused: dict | None = None  # what a build with reuse= took from which index (genir.rec.reuse.lineage)
+    version: str = ""  # the index version this was loaded from ("" when built in this process)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where models and trie live (to())
 
     @property
     def modes(self) -> tuple[str, ...]:
-        have = {"generative": self.tiger, "sasrec": self.sasrec, "popular": self.popular}
+        have = {"generative": self.generative, "sasrec": self.sasrec, "popular": self.popular}
         return tuple(m for m in MODES if have[m] is not None)
 
     # ------------------------------------------------------------------------------------------ build
     @classmethod
     def build(cls, sequences: Sequences, cfg: RecConfig = RecConfig(), *, modes: Sequence[str] = MODES,
               dataset: str = "", checkpoint_dir: Path | None = None, resume: bool = True,
-              progress: bool | None = None, device: str = "auto") -> "Recommender":
+              progress: bool | None = None, device: str = "auto", reuse: Path | None = None) -> "Recommender":
         """Train the requested modes on the training parts; early stopping on (a sample of) validation.
 
         Per-epoch checkpoints go to ``checkpoint_dir``; ``resume`` continues from them (they are fingerprinted,
         so another run's are refused), ``resume=False`` starts over and removes them. ``device`` (auto | cpu |
-        cuda | cuda:N) is where item text is embedded and the models train and serve."""
+        cuda | cuda:N) is where item text is embedded and the models train and serve. ``reuse`` (an index
+        directory built from the same data): its item vectors and IDs feed the generative model, and the modes
+        not in ``modes`` are copied from it (genir.rec.reuse says what must match)."""
+        from genir.rec import reuse as reusing
+
         modes = _check_modes(modes)
         dev = resolve_device(device)  # before any work: a bad device costs nothing
+        data = Interactions.from_sequences(sequences)
+        old = cls.load(Path(reuse), device=str(dev)) if reuse is not None else None
+        carried = reusing.carried_stages(Path(reuse), old, data, cfg, modes) if old is not None else []
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads)
         try:
-            rec = cls(cfg=cfg, data=Interactions.from_sequences(sequences), dataset=dataset, device=dev)
+            rec = cls(cfg=cfg, data=data, dataset=dataset, device=dev)
             valid = eval_queries(rec.data, "valid", max_history=cfg.max_history)
             ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
             if "popular" in modes:
@@ -109,55 +117,34 @@ class Recommender:
                 rec.sasrec = ranker.model
                 rec.reports["sasrec"] = {"train": report.to_dict(), "seconds": time.perf_counter() - t0}
             if "generative" in modes:
-                rec._build_generative(_sample(valid, cfg.valid_users, cfg.seed), ckpt / "tiger" if ckpt else None,
-                                      resume, progress)
+                ids_from = old.generative if "item_ids" in carried else None
+                rec._train_generative(ids_from, _sample(valid, cfg.valid_users, cfg.seed),
+                                      ckpt / "tiger" if ckpt else None, resume, progress)
+            if old is not None:
+                reusing.carry(old, rec, carried, Path(reuse))
         finally:
             torch.set_num_threads(threads)
         return rec
 
-    def _build_generative(self, valid: Examples, ckpt: Path | None, resume: bool, progress: bool | None) -> None:
-        cfg, t0 = self.cfg, time.perf_counter()
-        self.vectors = item_vectors.item_embeddings(
-            self.data.item_text, train_parts(self.data), source=cfg.item_embedding, cooc_dim=cfg.cooc_dim,
-            cooc_window=cfg.cooc_window, seed=cfg.seed, device=str(self.device), progress=progress)
-        emb, source = self.vectors.combined(), self.vectors.source
-        t1 = time.perf_counter()
-        self.codec = make_codec(cfg.codec).fit(emb, seed=cfg.codec.seed)
-        self.item_codes = add_suffix(self.codec.encode(emb))
-        self.trained_items = len(self.item_codes)
-        self.trie = IdTrie.from_codes(self.item_codes, vocab_sizes=self._vocab_sizes())
-        stats = self.codec.stats().to_dict()
-        logger.info("semantic IDs from %s: collisions %.3f, largest group %d", source, stats["collision_share"],
-                    stats["largest_collision"])
-        torch.manual_seed(cfg.seed)
-        self.tiger = TigerModel(self._vocab_sizes(), cfg=cfg, num_items=self.trained_items).to(self.device)
-        windows, owners = training_windows(self.data, max_history=cfg.max_history)
-        buckets = self._user_buckets(self.data.user_ids)[owners]
-        t2 = time.perf_counter()
-        report = train_tiger(self.tiger, self._ranker(), windows, buckets, valid, cfg=cfg, checkpoint_dir=ckpt,
-                             resume=resume, progress=progress)
-        self.reports["generative"] = {"train": report.to_dict(), "item_embedding": source, "codec": stats,
-                                      "embed_seconds": t1 - t0, "codec_seconds": t2 - t1,
-                                      "seconds": time.perf_counter() - t0}
-
-    def _vocab_sizes(self) -> tuple[int, ...]:
-        sizes = tuple(self.codec.codebook_sizes)
-        return (*sizes, int(self.item_codes[:, -1].max()) + 1)
-
-    def _user_buckets(self, user_ids: Sequence[str]) -> np.ndarray:
-        return np.asarray([user_bucket(u, self.cfg.user_buckets) for u in user_ids], dtype=np.int64)
-
-    def _ranker(self, user_ids: Sequence[str] | None = None) -> GenerativeRanker:
-        buckets = self._user_buckets(self.data.user_ids if user_ids is None else user_ids)
-        return GenerativeRanker(self.tiger, self.item_codes, self.trie, buckets, beam_size=self.cfg.beam_size,
-                                trained_items=self.trained_items)
+    def _train_generative(self, ids_from: GenerativeRecLayer | None, valid: Examples, ckpt: Path | None,
+                          resume: bool, progress: bool | None) -> None:
+        """Item vectors and IDs (fitted here, or those of ``ids_from``), then the model trained on them."""
+        t0 = time.perf_counter()
+        if ids_from is None:
+            layer, seconds = GenerativeRecLayer.fit_ids(self.data, self.cfg, device=self.device, progress=progress)
+        else:
+            layer, seconds = ids_from.untrained(self.cfg), {"embed_seconds": 0.0, "codec_seconds": 0.0}
+        train = layer.train(self.data, valid, checkpoint_dir=ckpt, resume=resume, progress=progress)
+        self.generative = layer
+        self.reports["generative"] = {"train": train, "item_embedding": layer.vectors.source, "codec": layer.stats(),
+                                      **seconds, "seconds": time.perf_counter() - t0}
 
     def ranker(self, mode: str, user_ids: Sequence[str] | None = None):
         """The object whose ``rank(histories, lengths, users, *, k)`` serves ``mode``; users index ``user_ids``."""
         if mode not in self.modes:
             raise ValueError(f"mode {mode!r} is not in this index; it holds {self.modes} (rebuild with it)")
         if mode == "generative":
-            return self._ranker(user_ids)
+            return self.generative.ranker(self.data.user_ids if user_ids is None else user_ids)
         return SASRecRecommender(self.sasrec) if mode == "sasrec" else self.popular
 
     # ------------------------------------------------------------------------------------------ serve
@@ -231,21 +218,15 @@ class Recommender:
         neighbours) or ready ``embeddings`` (n, d) in the space the codec was fitted on. -> (n, depth) IDs.
         Popularity ranks them last (no interactions yet); SASRec cannot score them.
         """
-        if self.codec is None:
+        if self.generative is None:
             raise ValueError("this index has no generative mode; rebuild with mode 'generative' to add items")
         known = set(self.data.item_ids)
         dup = [i for i in item_ids if i in known]
         if dup or len(set(item_ids)) != len(item_ids):
             raise ValueError(f"item ids already present or repeated: {dup[:5]}; new items need new ids")
-        if embeddings is None:
-            if texts is None or len(texts) != len(item_ids):
-                raise ValueError("give texts= (one per item) or embeddings= (n, d) for the new items")
-            embeddings = item_vectors.new_item_vectors(list(texts), self.vectors, device=str(self.device))
-        emb = np.asarray(embeddings, dtype=np.float32)
-        codes = add_suffix(self.codec.encode(emb), existing=self.item_codes)
-        first = self.data.num_items
-        self.trie.add(codes, np.arange(first, first + len(codes)))
-        self.item_codes = np.concatenate([self.item_codes, codes])
+        if embeddings is None and (texts is None or len(texts) != len(item_ids)):
+            raise ValueError("give texts= (one per item) or embeddings= (n, d) for the new items")
+        codes = self.generative.add_items(texts=texts, embeddings=embeddings)
         self.data.item_ids.extend(item_ids)
         self.data.item_text.extend(texts if texts is not None else [""] * len(item_ids))
         if self.popular is not None:
@@ -260,36 +241,27 @@ class Recommender:
         return write_version(Path(path), self._write)
 
     def _write(self, folder: Path) -> dict:
-        codes = self.item_codes.tolist() if self.item_codes is not None else [[] for _ in self.data.item_ids]
-        write_parquet(pa.table({"item_id": self.data.item_ids, "text": self.data.item_text,
-                                "codes": pa.array(codes, pa.list_(pa.int64()))}), folder / "items.parquet")
+        write_parquet(pa.table({"item_id": self.data.item_ids, "text": self.data.item_text}), folder / "items.parquet")
         write_parquet(pa.table({"user_id": self.data.user_ids,
                                 "items": pa.array([s.tolist() for s in self.data.seqs], pa.list_(pa.int64()))}),
                       folder / "sequences.parquet")
-        if self.popular is not None:
-            self.popular.save(folder)
+        if self.generative is not None:
+            self.generative.save(folder / "generative")
         if self.sasrec is not None:
-            save_torch(self.sasrec.state_dict(), str(folder / "sasrec.safetensors"))
-        if self.tiger is not None:
-            save_torch(self.tiger.state_dict(), str(folder / "tiger.safetensors"))
-            self.codec.save(folder / "codec")
-            self.trie.save(folder / "trie")
-            save_np(self.vectors.arrays(), str(folder / "item_vectors.safetensors"))
-        return {"kind": KIND, "dataset": self.dataset, "config": to_dict(self.cfg), "modes": list(self.modes),
-                "counts": {"users": self.data.num_users, "items": self.data.num_items},
-                "vocab_sizes": list(self.tiger.decoder.vocab_sizes) if self.tiger is not None else None,
-                "item_source": self.vectors.source if self.vectors is not None else None,
-                "trained_items": self.trained_items,
-                "reports": self.reports}
+            self.sasrec.save(folder / "sasrec")
+        if self.popular is not None:
+            self.popular.save(folder / "popular")
+        return {"kind": KIND, "layout": LAYOUT, "dataset": self.dataset, "config": to_dict(self.cfg),
+                "modes": list(self.modes), "counts": {"users": self.data.num_users, "items": self.data.num_items},
+                "reports": self.reports, **({"reused": self.reused} if self.reused else {})}
 
     def to(self, device: str) -> "Recommender":
         """Move the models and the item trie to ``device`` (auto | cpu | cuda | cuda:N); returns self."""
         self.device = resolve_device(device)
-        for model in (self.sasrec, self.tiger):
-            if model is not None:
-                model.to(self.device)
-        if self.trie is not None:
-            self.trie.to(self.device)
+        if self.generative is not None:
+            self.generative.to(self.device)
+        if self.sasrec is not None:
+            self.sasrec.to(self.device)
         return self
 
     @classmethod
@@ -308,23 +280,19 @@ class Recommender:
         data = Interactions(user_ids=seqs.column("user_id").to_pylist(),
                             seqs=[np.asarray(s, dtype=np.int64) for s in seqs.column("items").to_pylist()],
                             item_ids=items.column("item_id").to_pylist(), item_text=items.column("text").to_pylist())
-        rec = cls(cfg=cfg, data=data, dataset=manifest.get("dataset", ""), reports=manifest.get("reports", {}),
-                  trained_items=manifest.get("trained_items", 0))
-        if (folder / "popular.safetensors").exists():
-            rec.popular = PopularRecommender.load(folder)
-        if (folder / "sasrec.safetensors").exists():
-            state = load_torch(str(folder / "sasrec.safetensors"))
-            rec.sasrec = SASRec(state["item_emb.weight"].shape[0] - 1, max_len=cfg.max_history, dim=cfg.sasrec_dim,
-                                layers=cfg.sasrec_layers, heads=cfg.sasrec_heads, dropout=cfg.sasrec_dropout)
-            rec.sasrec.load_state_dict(state)
-            rec.sasrec.eval()
-        if (folder / "tiger.safetensors").exists():
-            rec.codec = load_codec(folder / "codec")
-            rec.trie = IdTrie.load(folder / "trie")
-            rec.item_codes = np.asarray(items.column("codes").to_pylist(), dtype=np.int64)
-            arrays = load_np(str(folder / "item_vectors.safetensors"))
-            rec.vectors = item_vectors.ItemVectors(manifest["item_source"], arrays.get("text"), arrays.get("cooc"))
-            rec.tiger = TigerModel(manifest["vocab_sizes"], cfg=cfg, num_items=rec.trained_items)
-            rec.tiger.load_state_dict(load_torch(str(folder / "tiger.safetensors")))
-            rec.tiger.eval()
+        layout = manifest.get("layout")
+        if layout is None:
+            from genir.rec.legacy import load_layout1
+
+            generative, sasrec, popular = load_layout1(folder, manifest, cfg, items)
+        elif layout == LAYOUT:
+            generative = GenerativeRecLayer.load(folder / "generative") if (folder / "generative").is_dir() else None
+            sasrec = SASRec.load(folder / "sasrec") if (folder / "sasrec").is_dir() else None
+            popular = PopularRecommender.load(folder / "popular") if (folder / "popular").is_dir() else None
+        else:
+            raise ValueError(f"{path}: recommendation index layout {layout!r} is newer than this genir reads "
+                             f"({LAYOUT}); upgrade genir")
+        rec = cls(cfg=cfg, data=data, dataset=manifest.get("dataset", ""), generative=generative, sasrec=sasrec,
+                  popular=popular, reports=manifest.get("reports", {}), reused=manifest.get("reused"),
+                  version=folder.name)
         return rec.to(device)

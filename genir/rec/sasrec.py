@@ -3,12 +3,14 @@ full-softmax cross-entropy over all items at every position (stronger than the p
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from genir.rec.device import bf16_is_fast, to_device
@@ -17,12 +19,18 @@ from genir.rec.protocol import Examples, Interactions, training_windows
 logger = logging.getLogger(__name__)
 
 
+WEIGHTS, CONFIG = "model.safetensors", "config.json"  # a saved SASRec: its folder holds these two files
+
+
 class SASRec(nn.Module):
     """Item ids are shifted by one inside the model so that 0 is padding."""
 
     def __init__(self, num_items: int, *, max_len: int = 20, dim: int = 64, layers: int = 2, heads: int = 1,
                  dropout: float = 0.5) -> None:
         super().__init__()
+        # the constructor's arguments, saved beside the weights so that load rebuilds the same model
+        self.config = {"num_items": num_items, "max_len": max_len, "dim": dim, "layers": layers, "heads": heads,
+                       "dropout": dropout}
         self.num_items, self.max_len = num_items, max_len
         self.item_emb = nn.Embedding(num_items + 1, dim, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, dim)
@@ -54,6 +62,27 @@ class SASRec(nn.Module):
         if fast and bf16_is_fast(h.device):
             return (h.bfloat16() @ self.item_emb.weight[1:].bfloat16().T).float()
         return h @ self.item_emb.weight[1:].T
+
+    @classmethod
+    def from_config(cls, num_items: int, cfg) -> "SASRec":
+        """An untrained model over ``num_items`` items shaped by cfg (genir.config.RecConfig: sasrec_*, max_history)."""
+        return cls(num_items, max_len=cfg.max_history, dim=cfg.sasrec_dim, layers=cfg.sasrec_layers,
+                   heads=cfg.sasrec_heads, dropout=cfg.sasrec_dropout)
+
+    def save(self, folder: Path) -> None:
+        """Weights (safetensors) and constructor arguments (JSON) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(self.state_dict(), str(folder / WEIGHTS))
+        (folder / CONFIG).write_text(json.dumps(self.config, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> "SASRec":
+        """The model ``save`` wrote into ``folder``, in eval mode (on the CPU: ``.to(device)`` moves it)."""
+        folder = Path(folder)
+        model = cls(**json.loads((folder / CONFIG).read_text()))
+        model.load_state_dict(load_file(str(folder / WEIGHTS)))
+        return model.eval()
 
 
 def left_pad(histories: np.ndarray, lengths: np.ndarray, *, max_len: int) -> np.ndarray:
@@ -117,8 +146,7 @@ class SASRecRecommender:
         from genir.rec.training import fingerprint_of, fit
 
         torch.manual_seed(cfg.seed)
-        model = SASRec(data.num_items, max_len=cfg.max_history, dim=cfg.sasrec_dim, layers=cfg.sasrec_layers,
-                       heads=cfg.sasrec_heads, dropout=cfg.sasrec_dropout).to(device)
+        model = SASRec.from_config(data.num_items, cfg).to(device)
         windows, _ = training_windows(data, max_history=cfg.max_history)
         inputs, targets = sequence_windows(windows, max_len=cfg.max_history)
         rec = cls(model)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,19 @@ USER_DROPOUT = 0.1
 def user_bucket(user_id: str, buckets: int) -> int:
     """Stable hash of a user id into ``buckets`` (crc32: the same across processes and machines)."""
     return zlib.crc32(user_id.encode("utf-8")) % buckets
+
+
+def user_buckets(user_ids: Sequence[str], buckets: int) -> np.ndarray:
+    """(U,) int64 user_bucket of each user id."""
+    return np.asarray([user_bucket(u, buckets) for u in user_ids], dtype=np.int64)
+
+
+def history_codes(item_codes: Tensor, histories: np.ndarray) -> tuple[Tensor, Tensor]:
+    """What the HistoryEncoder reads, for serving and training alike: item_codes (num_items, depth) int64 and
+    (B, H) right-padded item indices (padding -1) -> (B, H, depth) codes (padding rows hold item 0's codes and
+    are masked by the lengths) and the (B, H) indices as a tensor."""
+    idx = torch.as_tensor(np.asarray(histories, dtype=np.int64))
+    return item_codes[idx.clamp(min=0)], idx
 
 
 class HistoryEncoder(nn.Module):
@@ -167,10 +180,8 @@ class GenerativeRanker:
         self.trained_items = len(item_codes) if trained_items is None else trained_items
 
     def history(self, histories: np.ndarray) -> tuple[Tensor, Tensor]:
-        """(B, H) right-padded item indices -> (B, H, depth) codes (padding rows are code 0, masked later) and
-        the (B, H) item indices as a tensor (padding -1)."""
-        idx = torch.as_tensor(np.asarray(histories, dtype=np.int64))
-        return self.item_codes[idx.clamp(min=0)], idx
+        """(B, H) right-padded item indices -> history_codes (codes (B, H, depth), indices (B, H))."""
+        return history_codes(self.item_codes, histories)
 
     def buckets(self, users: np.ndarray) -> Tensor:
         users = np.asarray(users, dtype=np.int64)
@@ -267,42 +278,60 @@ def _window_loss(model: TigerModel, batch: tuple, chunks: int = 2) -> Tensor:
     return total / len(rows)
 
 
-def train_tiger(model: TigerModel, ranker: GenerativeRanker, windows: list[np.ndarray], window_buckets: np.ndarray,
-                valid, *, cfg, checkpoint_dir=None, resume: bool = True, progress: bool | None = None):
-    """Fit ``model`` on protocol.training_windows with early stopping on ``valid`` (Examples); -> TrainReport.
+class WindowBatches:
+    """Training batches of the generative model: windows (protocol.training_windows) grouped by length, each
+    window encoded once and every next item of it a target (``_window_loss``). Built from the item codes alone,
+    apart from the serving GenerativeRanker.
 
-    window_buckets (W,) user bucket of each window; ranker wraps the same model (its item codes are the
-    targets, its trie constrains validation decoding).
+    A batch: (history codes (B, H, depth), history items (B, H), lengths (B,), user buckets (B,), target window
+    row (T,), target prefix length in encoder tokens (T,), target codes (T, depth)).
     """
-    from genir.rec.evaluate import evaluate_ranker
-    from genir.rec.training import fingerprint_of, fit
 
-    lengths = np.asarray([len(w) for w in windows], dtype=np.int64)
-    items = np.full((len(windows), int(lengths.max())), -1, dtype=np.int64)
-    for row, window in enumerate(windows):
-        items[row, :len(window)] = window
-    per_item = model.encoder.per_item
+    def __init__(self, item_codes: np.ndarray, windows: list[np.ndarray], window_buckets: np.ndarray, *,
+                 per_item: int, targets_per_batch: int) -> None:
+        """item_codes (num_items, depth) full IDs (the targets); window_buckets (W,) user bucket of each window;
+        per_item: encoder tokens per history item (HistoryEncoder.per_item)."""
+        self.item_codes = torch.as_tensor(np.asarray(item_codes, dtype=np.int64))
+        self.lengths = np.asarray([len(w) for w in windows], dtype=np.int64)
+        self.items = np.full((len(windows), int(self.lengths.max())), -1, dtype=np.int64)  # (W, longest) padded -1
+        for row, window in enumerate(windows):
+            self.items[row, :len(window)] = window
+        self.window_buckets = np.asarray(window_buckets, dtype=np.int64)
+        self.per_item, self.targets_per_batch = per_item, targets_per_batch
 
-    def batches(rng: np.random.Generator):
-        for idx in window_batches(lengths, cfg.batch_size, rng):
-            n = lengths[idx]
+    def __call__(self, rng: np.random.Generator) -> Iterator[tuple]:
+        """One epoch of batches in ``rng``'s order; USER_DROPOUT of the windows read as the anonymous user."""
+        for idx in window_batches(self.lengths, self.targets_per_batch, rng):
+            n = self.lengths[idx]
             width = int(n.max())
-            buckets = window_buckets[idx].copy()
+            buckets = self.window_buckets[idx].copy()
             buckets[rng.random(len(idx)) < USER_DROPOUT] = ANONYMOUS
             rows, pos = np.nonzero(np.arange(1, width)[None, :] < n[:, None])  # target (window row, position - 1)
-            targets = items[idx[rows], pos + 1]
-            yield (*ranker.history(items[idx, :width - 1]), torch.as_tensor(n - 1),
-                   torch.as_tensor(buckets), torch.as_tensor(rows), torch.as_tensor(1 + per_item * (pos + 1)),
-                   ranker.item_codes[torch.as_tensor(targets)])
+            targets = self.items[idx[rows], pos + 1]
+            yield (*history_codes(self.item_codes, self.items[idx, :width - 1]), torch.as_tensor(n - 1),
+                   torch.as_tensor(buckets), torch.as_tensor(rows), torch.as_tensor(1 + self.per_item * (pos + 1)),
+                   self.item_codes[torch.as_tensor(targets)])
 
-    device = ranker.device
+
+def train_tiger(model: TigerModel, item_codes: np.ndarray, windows: list[np.ndarray], window_buckets: np.ndarray,
+                validate: Callable[[], dict[str, float]], *, cfg, checkpoint_dir=None, resume: bool = True,
+                progress: bool | None = None):
+    """Fit ``model`` (on its device) on protocol.training_windows with early stopping on ``validate()`` (the
+    validation metrics of the model as it is, e.g. genir.rec.evaluate.evaluate_ranker of a GenerativeRanker over
+    it); -> TrainReport. item_codes (num_items, depth) are the targets; window_buckets (W,) each window's user bucket.
+    """
+    from genir.rec.training import fingerprint_of, fit
+
+    batches = WindowBatches(item_codes, windows, window_buckets, per_item=model.encoder.per_item,
+                            targets_per_batch=cfg.batch_size)
+    device = next(model.parameters()).device
 
     def loss_fn(m: TigerModel, batch) -> Tensor:
         with autocast(device, enabled=cfg.bf16):
             return _window_loss(m, to_device(batch, device))
 
-    return fit(model, batches=batches, loss_fn=loss_fn, validate=lambda: evaluate_ranker(ranker, valid),
+    return fit(model, batches=batches, loss_fn=loss_fn, validate=validate,
                metric=cfg.early_stop_metric, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_decay=cfg.lr_decay,
                max_epochs=cfg.max_epochs, patience=cfg.patience, seed=cfg.seed, checkpoint_dir=checkpoint_dir,
                resume=resume, progress=progress, description="tiger",
-               fingerprint=fingerprint_of(cfg, ranker.item_codes.numpy(), items, model="generative"))
+               fingerprint=fingerprint_of(cfg, batches.item_codes.numpy(), batches.items, model="generative"))
