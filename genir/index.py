@@ -304,7 +304,7 @@ class GenerativeIndex:
         extra = {}
         if self.semantic is not None:
             (folder / "semantic").mkdir()
-            extra = self.semantic.save(folder / "semantic", hybrid=self.cfg.hybrid)
+            extra = self.semantic.save(folder / "semantic")
         seconds = self.meta.setdefault("build_seconds", {})
         seconds["save"] = time.perf_counter() - t  # every file but the manifest and its checksums
         if started is not None:
@@ -340,7 +340,8 @@ class GenerativeIndex:
             from genir.semantic import SemanticLayer
 
             semantic = SemanticLayer.load(folder / "semantic", device=device)
-            cfg = _served_fusion(cfg, SemanticLayer.saved_hybrid(folder / "semantic"))
+            old_copy = SemanticLayer.saved_hybrid(folder / "semantic")
+            cfg = dataclasses.replace(cfg, hybrid=served_fusion(cfg.hybrid, old_copy))
         return cls(cfg, corpus, emb, dense, bm25, semantic=semantic, meta=meta, device=device)
 
 
@@ -361,14 +362,25 @@ def _check_encoder_weights(path: Path, manifest: dict, cfg: IndexConfig, device:
                          "built with, or rebuild the index")
 
 
-def _served_fusion(cfg: IndexConfig, saved: HybridConfig | None) -> IndexConfig:
-    """The fusion a loaded index serves: the manifest's ``config.hybrid``, the one home since it held the served
-    fusion. Indexes written before kept the default there and their tuned fusion only in semantic/hybrid.json:
-    a default manifest fusion beside a different hybrid.json is such an index, and hybrid.json wins."""
-    if saved is not None and cfg.hybrid == HybridConfig() and saved != cfg.hybrid:
-        logger.info("fusion from semantic/hybrid.json (an index written before the manifest held it): %s", saved.method)
-        return dataclasses.replace(cfg, hybrid=saved)
-    return cfg
+def served_fusion(hybrid: HybridConfig, saved: HybridConfig | None) -> HybridConfig:
+    """The fusion an index serves: its manifest's ``config.hybrid`` (``hybrid``), the one home since it held the
+    served fusion. Indexes written before kept the default there and their tuned fusion only in a copy (``saved``:
+    semantic/hybrid.json, or the manifest's top-level "hybrid"): a default manifest fusion beside a different
+    copy is such an index, and the copy wins."""
+    if saved is not None and hybrid == HybridConfig() and saved != hybrid:
+        logger.info("fusion from its old copy (an index written before the manifest held it): %s", saved.method)
+        return saved
+    return hybrid
+
+
+def manifest_fusion(manifest: dict) -> HybridConfig | None:
+    """The fusion the index of ``manifest`` serves (what ``genir index --fusion-from`` carries over), None when it
+    has no hybrid mode."""
+    if "hybrid" not in manifest.get("modes", ()):
+        return None
+    old_copy = manifest.get("hybrid")  # the top-level copy indexes written before this function kept
+    return served_fusion(from_dict(IndexConfig, manifest["config"]).hybrid,
+                         from_dict(HybridConfig, old_copy) if old_copy is not None else None)
 
 
 def peak_rss_mb() -> float:

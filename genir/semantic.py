@@ -49,8 +49,9 @@ def train_pairs(queries: Queries, qrels: Qrels, doc_ids: list[str]) -> tuple[lis
 class SemanticLayer:
     """codec + ids (rows, depth) + trie + retriever; row i of ids is doc_idx i (removed docs keep theirs).
 
-    The fusion the index serves is not kept here: it is the index's ``cfg.hybrid`` (manifest ``config.hybrid``);
-    ``semantic/hybrid.json`` is a copy written for older genir versions and read only for old indexes."""
+    The fusion the index serves is not kept here: it is the index's ``cfg.hybrid`` (manifest ``config.hybrid``).
+    Indexes written before the manifest held it kept their tuned fusion in ``semantic/hybrid.json``, which is read
+    for them only (``saved_hybrid``) and no longer written."""
 
     def __init__(self, codec, ids: np.ndarray, trie: IdTrie, retriever: GenerativeRetriever,
                  meta: dict | None = None) -> None:
@@ -124,18 +125,20 @@ class SemanticLayer:
         return [np.concatenate([self.trie.docs_under(int(n), level) for n in row if n >= 0] or empty) for row in nodes]
 
     # ---------------------------------------------------------------- persistence
-    def save(self, folder: Path, *, hybrid: HybridConfig) -> dict:
-        """Write the layer into ``folder``; ``hybrid`` (the index's served fusion) is copied to hybrid.json, which
-        genir versions before the manifest held it require. -> manifest fields."""
+    def save(self, folder: Path) -> dict:
+        """Write the layer into ``folder``. -> manifest fields.
+
+        No copy of the served fusion is written (it was semantic/hybrid.json and a top-level manifest "hybrid"):
+        the genir versions that required hybrid.json (before d34e87f) cannot open a current index anyway, as its
+        config carries HybridConfig fields they refuse (unseen_second), and --fusion-from reads config.hybrid."""
         folder = Path(folder)
         self.codec.save(folder / "codec")
         np.save(folder / "ids.npy", self.ids, allow_pickle=False)
         self.trie.save(folder / "trie")
         self.retriever.save(folder / "model")
-        (folder / "hybrid.json").write_text(json.dumps(to_dict(hybrid), indent=2))
         (folder / "semantic.json").write_text(json.dumps(self.meta, indent=2))
         return {"semantic_ids": {"scheme": self.meta.get("codec_stats", {}).get("scheme"), "depth": int(self.ids.shape[1]),
-                                 "stats": self.meta.get("codec_stats")}, "hybrid": to_dict(hybrid)}
+                                 "stats": self.meta.get("codec_stats")}}
 
     @classmethod
     def load(cls, folder: Path, *, device: str = "auto") -> "SemanticLayer":

@@ -134,7 +134,8 @@ def test_old_index_with_fusion_only_in_hybrid_json_still_serves_it(gen_index, tm
     version = current_version(tmp_path / "old")
     old_fields = lambda d: {k: v for k, v in d.items() if k != "unseen_second"}  # noqa: E731
     _rewrite(version, "manifest.json", lambda m: {**m, "config": {**m["config"], "hybrid": old_fields(to_dict(HybridConfig()))}})
-    _rewrite(version, "semantic/hybrid.json", old_fields)
+    (version / "semantic" / "hybrid.json").write_text("{}")  # genir no longer writes this copy; old indexes had it
+    _rewrite(version, "semantic/hybrid.json", lambda _: old_fields(to_dict(tuned)))
     back = GenerativeIndex.load(tmp_path / "old", device="cpu")
     assert back.cfg.hybrid == tuned
     got = back.search_arrays(queries, 8, mode="hybrid")
@@ -144,6 +145,29 @@ def test_old_index_with_fusion_only_in_hybrid_json_still_serves_it(gen_index, tm
     _rewrite(version, "manifest.json", lambda m: {**m, "config": {**m["config"], "hybrid": to_dict(tuned)}})
     _rewrite(version, "semantic/hybrid.json", lambda h: to_dict(HybridConfig(method="interpolate", dev_ndcg10=0.1)))
     assert GenerativeIndex.load(tmp_path / "old", device="cpu").cfg.hybrid == tuned
+
+
+def test_fusion_from_reads_the_served_fusion_which_has_one_home(gen_index, tmp_path):
+    """The served fusion lives in the manifest's config.hybrid only (no top-level "hybrid", no semantic/hybrid.json
+    copy), and what `genir index --fusion-from` carries (manifest_fusion) is read from there; an index written
+    before config.hybrid held it carries its top-level copy."""
+    from genir.config import HybridConfig
+    from genir.index import manifest_fusion
+    from genir.store import current_version
+
+    tuned = dataclasses.replace(HybridConfig(), method="gated", gate_low=0.1, gate_high=0.8, dev_ndcg10=0.4)
+    GenerativeIndex(dataclasses.replace(gen_index.cfg, hybrid=tuned), gen_index.corpus, gen_index.embeddings,
+                    gen_index.dense, gen_index.bm25, semantic=gen_index.semantic, device="cpu").save(tmp_path / "idx")
+    manifest = manifest_of(tmp_path / "idx")
+    version = current_version(tmp_path / "idx")
+    assert "hybrid" not in manifest and not (version / "semantic" / "hybrid.json").exists()
+    assert manifest["config"]["hybrid"] == to_dict(tuned) and manifest_fusion(manifest) == tuned
+    # as written before the manifest's config held the served fusion: default there, the tuned one at the top
+    old = {**manifest, "config": {**manifest["config"], "hybrid": to_dict(HybridConfig())}, "hybrid": to_dict(tuned)}
+    assert manifest_fusion(old) == tuned
+    # an index that serves a tuned fusion in config.hybrid is the one source, whatever an old copy says
+    assert manifest_fusion({**manifest, "hybrid": to_dict(HybridConfig(method="interpolate"))}) == tuned
+    assert manifest_fusion({**manifest, "modes": ["dense", "bm25", "rrf"]}) is None  # built without the model
 
 
 def test_rrf_mode_uses_the_configured_reciprocal_rank_constant(gen_index):
