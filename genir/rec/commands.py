@@ -1,6 +1,7 @@
 """Plain functions behind the CLI's recommendation commands (genir.cli wires the options to them).
 
     genir index DATA --task recommend --out DIR [--workdir W --resume] -> index(DATA, out=DIR, checkpoint_dir=W, resume=...)
+    genir index DATA --task recommend --out DIR --reuse OLD --mode sasrec   -> index(..., reuse=OLD, modes=["sasrec"])
     genir recommend DIR --user U | --history A,B -k 10 -> recommend(DIR, user=U | history=[A, B], k=10)
     genir eval DIR --data DATA --split test --mode generative --mode sasrec --mode popular --out REPORT.json
                                                        -> evaluate(DIR, data=DATA, split="test", modes=[...], out=...)
@@ -20,12 +21,13 @@ logger = logging.getLogger(__name__)
 
 def index(data: str | Path, *, out: str | Path, config: RecConfig | None = None, modes: Sequence[str] = MODES,
           checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool | None = None,
-          device: str = "auto") -> dict:
+          device: str = "auto", reuse: str | Path | None = None) -> dict:
     """Build a recommendation index from an Amazon-format folder (see genir.data.amazon) and save it.
 
     Training checkpoints (one per epoch) go to ``checkpoint_dir`` (default ``OUT.work``, as for retrieval);
-    ``resume=True`` continues an interrupted build from them, and ends as an uninterrupted one would.
-    -> summary dict (counts, modes, training reports).
+    ``resume=True`` continues an interrupted build from them, and ends as an uninterrupted one would. ``reuse``
+    (an index built from the same folder): train only ``modes``, on its item IDs, and copy its other modes
+    (genir.rec.reuse). -> summary dict (counts, modes, training reports, the stages reused).
     """
     from genir.data.amazon import load_sequences
 
@@ -33,10 +35,12 @@ def index(data: str | Path, *, out: str | Path, config: RecConfig | None = None,
     sequences = load_sequences(data)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else out.with_name(out.name + ".work")
     rec = Recommender.build(sequences, config or RecConfig(), modes=modes, dataset=data.name, checkpoint_dir=ckpt,
-                            resume=resume, progress=progress, device=device)
+                            resume=resume, progress=progress, device=device,
+                            reuse=Path(reuse) if reuse is not None else None)
     version = rec.save(out)
     return {"index": str(out), "version": version.name, "dataset": data.name, "users": rec.data.num_users,
-            "items": rec.data.num_items, "modes": list(rec.modes), "reports": rec.reports}
+            "items": rec.data.num_items, "modes": list(rec.modes), "reports": rec.reports,
+            "reused": (rec.reused or {}).get("stages", [])}
 
 
 def recommend(index_dir: str | Path, *, user: str | None = None, history: Sequence[str] | None = None, k: int = 10,
