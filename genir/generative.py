@@ -27,6 +27,7 @@ from genir.device import resolve_device, setup_distributed
 from genir.model import Seq2SeqRetriever, TextEncoder
 from genir.progress import track
 from genir.pseudo import make_pairs
+from genir.timing import stage
 from genir.train import TrainResult, default_param_groups, train_model
 from genir.trie import IdTrie
 
@@ -116,7 +117,8 @@ class GenerativeRetriever:
 
     # ------------------------------------------------------------------------------------------ search
     def _memory(self, queries: Sequence[str]) -> tuple[Tensor, Tensor]:
-        return self.model.encoder(queries)
+        with stage("encode_memory"):
+            return self.model.encoder(queries)
 
     @torch.no_grad()
     def search(
@@ -142,13 +144,14 @@ class GenerativeRetriever:
         depth = self.model.decoder.depth
         for start in track(range(0, len(queries), batch_size), description="generative search", total=-(-len(queries) // batch_size)):
             memory, mask = self._memory(queries[start : start + batch_size])
-            res = constrained_beam_search(
-                self.model.decoder, memory, mask, self.trie, beam_size=max(beam_size, k), num_return=k,
-                renormalize=renormalize, constrained=constrained,
-            )
-            docs.append(res.doc_idx.cpu().numpy())
-            scores.append(res.scores.cpu().numpy())
-            codes.append(res.codes.cpu().numpy())
+            with stage("decode"):
+                res = constrained_beam_search(
+                    self.model.decoder, memory, mask, self.trie, beam_size=max(beam_size, k), num_return=k,
+                    renormalize=renormalize, constrained=constrained,
+                )
+                docs.append(res.doc_idx.cpu().numpy())
+                scores.append(res.scores.cpu().numpy())
+                codes.append(res.codes.cpu().numpy())
         return Decoded(_stack(docs, (0, k), np.int64), _stack(scores, (0, k), np.float32),
                        _stack(codes, (0, k, depth), np.int64))
 
@@ -162,9 +165,10 @@ class GenerativeRetriever:
         nodes, scores = [], []
         for start in range(0, len(queries), batch_size):
             memory, mask = self._memory(queries[start : start + batch_size])
-            res = prefix_beam_search(self.model.decoder, memory, mask, self.trie, level=level, beam_size=beam_size)
-            nodes.append(res.nodes.cpu().numpy())
-            scores.append(res.scores.cpu().numpy())
+            with stage("decode"):
+                res = prefix_beam_search(self.model.decoder, memory, mask, self.trie, level=level, beam_size=beam_size)
+                nodes.append(res.nodes.cpu().numpy())
+                scores.append(res.scores.cpu().numpy())
         return _stack(nodes, (0, beam_size), np.int64), _stack(scores, (0, beam_size), np.float32)
 
     # ------------------------------------------------------------------------------------------ persistence

@@ -24,6 +24,7 @@ from genir.dense import DenseIndex
 from genir.embed import Embedder, same_model, weights_sha256
 from genir.ranking import finalize
 from genir.store import open_version, read_manifest, write_version
+from genir.timing import collect, stage
 
 logger = logging.getLogger(__name__)
 
@@ -193,17 +194,23 @@ class GenerativeIndex:
         """Top-k hits per query, best first."""
         res = self.search_arrays(queries, k, mode=mode)
         out = []
-        for row_i, row_s, path in zip(res.doc_idx, res.scores, res.path):
-            hits = [Hit(r, self._doc_ids[i], float(s), self._titles[i], path, self._snippet(i))
-                    for r, (i, s) in enumerate(((i, s) for i, s in zip(row_i.tolist(), row_s.tolist()) if i >= 0), 1)]
-            out.append(hits)
+        with stage("hits"):
+            for row_i, row_s, path in zip(res.doc_idx, res.scores, res.path):
+                hits = [Hit(r, self._doc_ids[i], float(s), self._titles[i], path, self._snippet(i))
+                        for r, (i, s) in enumerate(((i, s) for i, s in zip(row_i.tolist(), row_s.tolist()) if i >= 0), 1)]
+                out.append(hits)
         return out
 
     def _snippet(self, i: int) -> str:
         return str(self.corpus.table.column("text")[i])[:SNIPPET_CHARS]
 
-    def search_arrays(self, queries: Sequence[str], k: int = 10, *, mode: str = "dense") -> SearchResult:
-        """Like search, as arrays: doc_idx/scores (q, k)."""
+    def search_arrays(self, queries: Sequence[str], k: int = 10, *, mode: str = "dense",
+                      timings: dict[str, float] | None = None) -> SearchResult:
+        """Like search, as arrays: doc_idx/scores (q, k). ``timings``, when given, gets the seconds of each
+        search stage added (genir.timing.STAGES: encode, decode, dense, bm25, fusion, ...); results are the same."""
+        if timings is not None:
+            with collect(timings):
+                return self.search_arrays(queries, k, mode=mode)
         check_mode(mode, self.modes)
         if k <= 0:
             raise ValueError(f"k must be a positive integer, got {k}")
@@ -211,14 +218,18 @@ class GenerativeIndex:
         if any(not q or not q.strip() for q in queries):
             raise ValueError("empty query text; every query needs at least one non-space character")
         if mode == "dense":
-            scores, idx = self.dense.search(self.embedder.encode(queries), k)
+            q_emb = self._encode(queries)
+            with stage("dense"):
+                scores, idx = self.dense.search(q_emb, k)
         elif mode == "bm25":
-            scores, idx = self.bm25.search(queries, k, deleted=self.deleted)
+            with stage("bm25"):
+                scores, idx = self.bm25.search(queries, k, deleted=self.deleted)
         elif mode == "rrf":  # dense + BM25 only, with the fusion's reciprocal-rank constant
             from genir.hybrid import rrf
 
-            base = self._base_rankings(queries, self.embedder.encode(queries), k)
-            idx, scores = rrf([base["dense"], base["bm25"]], k=k, k_rrf=self.cfg.hybrid.k_rrf)
+            base = self._base_rankings(queries, self._encode(queries), k)
+            with stage("fusion"):
+                idx, scores = rrf([base["dense"], base["bm25"]], k=k, k_rrf=self.cfg.hybrid.k_rrf)
         else:
             return self._search_model(queries, k, mode=mode)
         return SearchResult(idx, scores, [mode] * len(queries))
@@ -228,14 +239,22 @@ class GenerativeIndex:
 
         gen = self._generate(queries)
         if mode == "generative":
-            scores, idx = finalize(gen[1], gen[0], k, self.deleted)
+            with stage("fusion"):
+                scores, idx = finalize(gen[1], gen[0], k, self.deleted)
             return SearchResult(idx, scores, ["generative"] * len(queries))
         cfg = self.cfg.hybrid
-        q_emb = self.embedder.encode(queries)
+        q_emb = self._encode(queries)
         prefixes = self._prefixes(queries, q_emb, (cfg.prefix_level,)) if cfg.method == "prefix_dense" else None
-        idx, scores, path = hybrid.apply(cfg, {"generative": gen, **self._base_rankings(queries, q_emb, k)}, k=k,
-                                         unseen=self.semantic.unseen(), prefixes=prefixes)
+        base = self._base_rankings(queries, q_emb, k)
+        with stage("fusion"):
+            idx, scores, path = hybrid.apply(cfg, {"generative": gen, **base}, k=k, unseen=self.semantic.unseen(),
+                                             prefixes=prefixes)
         return SearchResult(idx, scores, [str(p) for p in path])
+
+    def _encode(self, queries: list[str]) -> np.ndarray:
+        """Query embeddings (q, d) float32, timed as the "encode" stage."""
+        with stage("encode"):
+            return self.embedder.encode(queries)
 
     def _generate(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Constrained beam search: (doc_idx (q, beam), log-probs (q, beam))."""
@@ -246,8 +265,10 @@ class GenerativeIndex:
     def _base_rankings(self, queries: list[str], q_emb: np.ndarray, k: int, *, depth: int = 100) -> dict:
         """The fallback rankings every fusion reads: {"dense", "bm25"}, ``max(depth, k)`` deep."""
         depth = max(depth, k)
-        ds, di = self.dense.search(q_emb, depth)
-        bs, bi = self.bm25.search(queries, depth, deleted=self.deleted)
+        with stage("dense"):
+            ds, di = self.dense.search(q_emb, depth)
+        with stage("bm25"):
+            bs, bi = self.bm25.search(queries, depth, deleted=self.deleted)
         return {"dense": (di, ds), "bm25": (bi, bs)}
 
     def _prefixes(self, queries: list[str], q_emb: np.ndarray, levels: Sequence[int]):

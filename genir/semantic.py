@@ -18,6 +18,7 @@ from genir.data.types import Corpus, Qrels, Queries
 from genir.generative import GenerativeRetriever
 from genir.ids import add_suffix, load_codec, make_codec
 from genir.pseudo import resolve_mix
+from genir.timing import stage
 from genir.trie import IdTrie
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,9 @@ class SemanticLayer:
         length ``level``, prefix by prefix in beam order."""
         nodes, _ = self.retriever.search_prefixes(queries, level=level, beam_size=beam_size)
         empty = [np.zeros(0, np.int64)]
-        return [np.concatenate([self.trie.docs_under(int(n), level) for n in row if n >= 0] or empty) for row in nodes]
+        with stage("prefix"):
+            return [np.concatenate([self.trie.docs_under(int(n), level) for n in row if n >= 0] or empty)
+                    for row in nodes]
 
     # ---------------------------------------------------------------- persistence
     def save(self, folder: Path) -> dict:

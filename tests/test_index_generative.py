@@ -203,3 +203,43 @@ def test_every_id_scheme_builds_a_searchable_index(scheme, tmp_path):
     back = GenerativeIndex.load(tmp_path / scheme, device="cpu")
     np.testing.assert_array_equal(back.search_arrays(["galaxy orbit", "bond rate"], 5, mode="generative").doc_idx,
                                   res.doc_idx)
+
+
+STAGES_BY_MODE = {  # the stages genir.timing must see for one search in each mode (default fusion: RRF)
+    "dense": {"encode", "dense"},
+    "bm25": {"bm25"},
+    "rrf": {"encode", "dense", "bm25", "fusion"},
+    "generative": {"encode_memory", "decode", "fusion"},
+    "hybrid": {"encode", "encode_memory", "decode", "dense", "bm25", "fusion"},
+}
+
+
+def test_search_timings_fill_every_stage_of_the_mode_and_do_not_change_results(gen_index):
+    import time
+
+    from genir.config import HybridConfig
+    from genir.timing import STAGES, collect
+
+    gdr = GenerativeIndex(dataclasses.replace(gen_index.cfg, hybrid=HybridConfig(method="prefix_dense")),
+                          gen_index.corpus, gen_index.embeddings, gen_index.dense, gen_index.bm25,
+                          semantic=gen_index.semantic, device="cpu")
+    cases = [(gen_index, mode, want) for mode, want in STAGES_BY_MODE.items()]
+    cases.append((gdr, "hybrid", STAGES_BY_MODE["hybrid"] | {"prefix"}))
+    queries = ["galaxy telescope", "bond market", "oven butter"]
+    for index, mode, want in cases:
+        plain = index.search_arrays(queries, 5, mode=mode)
+        seconds: dict[str, float] = {}
+        started = time.perf_counter()
+        timed = index.search_arrays(queries, 5, mode=mode, timings=seconds)
+        wall = time.perf_counter() - started
+        np.testing.assert_array_equal(timed.doc_idx, plain.doc_idx)
+        np.testing.assert_array_equal(timed.scores, plain.scores)
+        assert timed.path == plain.path
+        assert set(seconds) == want, (mode, index.cfg.hybrid.method)
+        assert set(seconds) <= set(STAGES) and all(s > 0 for s in seconds.values())
+        assert sum(seconds.values()) <= wall  # exclusive times: nothing counted twice
+        with collect() as outer:  # search() adds the Hit objects to what search_arrays measures
+            hits = index.search(queries, 5, mode=mode)
+        assert set(outer) == want | {"hits"}
+        assert [[h.doc_id for h in row] for row in hits] == [[index._doc_ids[i] for i in row if i >= 0]
+                                                             for row in plain.doc_idx]
