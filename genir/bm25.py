@@ -54,7 +54,9 @@ class Bm25Index:
             raise ValueError(f"k must be positive, got {k}")
         n_del = 0 if deleted is None else int(deleted.sum())
         kk = min(k + n_del, len(self))
-        docs, scores = self.retriever.retrieve(self._tokenize(queries), k=kk, show_progress=False, n_threads=1)
+        # n_threads=0: bm25s scores the queries in this thread; any other value starts a thread pool per call,
+        # which cost 1-5 ms per single query here (eval/bench_latency.py) for the same per-query results
+        docs, scores = self.retriever.retrieve(self._tokenize(queries), k=kk, show_progress=False, n_threads=0)
         # bm25s fills zero-score slots with arbitrary docs; treat them as no result.
         docs = np.where(scores > 0, docs, -1)
         return finalize(np.where(scores > 0, scores, -np.inf), docs, k, deleted)

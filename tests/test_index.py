@@ -148,3 +148,20 @@ def test_seq2seq_encoder_must_be_the_embedding_model():
     with pytest.raises(ValueError, match="set both to one model"):
         GenerativeIndex.build(synthetic_corpus(1), dataclasses.replace(cfg, model=ModelConfig(encoder="/elsewhere")),
                               device="cpu", progress=False)
+
+
+def test_bm25_search_starts_no_thread_pool_and_matches_the_pooled_scoring(base_index, monkeypatch):
+    import bm25s
+
+    queries = ["inflation and bonds", "vaccine trial", "item7finance"]
+    bm25 = base_index.bm25
+    docs, scores = bm25.retriever.retrieve(bm25._tokenize(queries), k=10, show_progress=False, n_threads=2)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("Bm25Index.search started a thread pool (per-call thread start-up: single-query latency)")
+
+    monkeypatch.setattr(bm25s, "ThreadPoolExecutor", no_pool)
+    got_scores, got_docs = bm25.search(queries, 10)
+    keep = scores > 0
+    np.testing.assert_array_equal(got_docs, np.where(keep, docs, -1))
+    np.testing.assert_array_equal(got_scores, np.where(keep, scores, -np.inf).astype(np.float32))
