@@ -98,8 +98,11 @@ class Embedder:
     def __init__(self, cfg: EmbedConfig = EmbedConfig(), *, device: str = "auto") -> None:
         from genir.device import resolve_device
 
+        from genir.device import resolve_precision
+
         self.cfg = cfg
         self.device = str(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+        self.precision = resolve_precision(cfg.precision, self.device)  # fp32 | bf16 on this device
 
     @property
     def model(self):
@@ -153,7 +156,9 @@ class Embedder:
         return emb
 
     def _cache_path(self, texts: Sequence[str], cache_dir: Path) -> Path:
-        h = hashlib.sha256(json.dumps([self.cfg.model, self.cfg.max_seq_length, self.cfg.normalize]).encode())
+        # the resolved precision is part of the key: bf16 vectors differ from fp32 ones in the 5th decimal
+        key = [self.cfg.model, self.cfg.max_seq_length, self.cfg.normalize] + ([self.precision] if self.precision != "fp32" else [])
+        h = hashlib.sha256(json.dumps(key).encode())
         for t in texts:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
         return Path(cache_dir) / f"{h.hexdigest()[:24]}.npy"
@@ -164,8 +169,14 @@ class Embedder:
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         """One batch of ``length_batches`` -> (len(texts), dim) float32, in one forward pass."""
+        from genir.device import encoder_autocast
+
         model = self.model
         model.max_seq_length = self.cfg.max_seq_length  # the loaded model is shared: set it for this encoder's calls
-        emb = model.encode(texts, batch_size=len(texts), normalize_embeddings=self.cfg.normalize,
-                                convert_to_numpy=True, show_progress_bar=False)
+        with encoder_autocast(self.precision, self.device):
+            emb = model.encode(texts, batch_size=len(texts), normalize_embeddings=self.cfg.normalize,
+                               convert_to_tensor=True, show_progress_bar=False)
+        emb = emb.float().cpu().numpy()  # bf16 matmuls, float32 vectors
+        if self.cfg.normalize and self.precision != "fp32":
+            emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)  # unit norm in float32, not bf16
         return np.ascontiguousarray(emb, dtype=np.float32)

@@ -252,7 +252,9 @@ def _cached_states(
     """encode_states, kept in ``workdir/encoder_cache`` keyed by texts + encoder so a resumed run skips it."""
     if workdir is None:
         return encode_states(encoder, texts, progress=progress)
-    key = hashlib.sha256(json.dumps([encoder.split, encoder.max_tokens, str(encoder.bert.config._name_or_path), texts]).encode()).hexdigest()[:16]
+    settings = [encoder.split, encoder.max_tokens, str(encoder.bert.config._name_or_path)]
+    settings += [encoder.precision] if encoder.precision != "fp32" else []  # fp32 keys stay as they were
+    key = hashlib.sha256(json.dumps([*settings, texts]).encode()).hexdigest()[:16]
     path = Path(workdir) / "encoder_cache" / f"{key}.safetensors"
     if rank == 0 and not path.exists():
         from genir.store import atomic_write

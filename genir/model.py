@@ -224,9 +224,13 @@ class TextEncoder(nn.Module):
     """
 
     def __init__(self, name: str = "all-MiniLM-L6-v2", *, trainable_layers: int = 0, max_tokens: int = 64,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", precision: str = "auto") -> None:
         super().__init__()
+        from genir.device import resolve_precision
         from genir.embed import text_encoder_parts
+
+        # the frozen part runs in this precision (bf16 autocast on a CPU with native bf16); its output is float32
+        self.precision = resolve_precision(precision, device)
 
         bert, self.tokenizer = text_encoder_parts(name, str(device))
         n_layers = bert.config.num_hidden_layers
@@ -275,9 +279,13 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def frozen_states(self, texts: Sequence[str], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         """Output of the frozen part: (B, S, dim) float, (B, S) bool."""
+        from genir.device import encoder_autocast
+
         ids, mask = self.tokenize(texts, device)
-        h = self.bert.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
-        return self._run(self.bert.encoder.layer[: self.split], h, mask), mask
+        with encoder_autocast(self.precision, ids.device):
+            h = self.bert.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+            h = self._run(self.bert.encoder.layer[: self.split], h, mask)
+        return h.float(), mask
 
     def top(self, states: Tensor, mask: Tensor) -> Tensor:
         """Run the trainable layers on ``frozen_states`` output: (B, S, dim) -> (B, S, dim)."""
@@ -297,7 +305,8 @@ class Seq2SeqRetriever(nn.Module):
         self.cfg = cfg
         self.label_smoothing = label_smoothing
         self.encoder = TextEncoder(cfg.encoder, trainable_layers=cfg.trainable_encoder_layers,
-                                   max_tokens=cfg.max_input_tokens, device=device)  # build it where it will run
+                                   max_tokens=cfg.max_input_tokens, device=device,  # build it where it will run
+                                   precision=cfg.encoder_precision)
         self.decoder = IdDecoder(
             vocab_sizes,
             d_model=cfg.d_model,

@@ -1,0 +1,54 @@
+"""Encoder precision: bf16 autocast is the CPU default only where bf16 is native, equal to fp32 within noise."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import genir.device as gdevice
+from genir.config import EmbedConfig, IndexConfig, ModelConfig, from_dict, to_dict
+from genir.device import resolve_precision
+from genir.embed import Embedder
+from genir.model import TextEncoder
+
+TEXTS = ["vitamin D deficiency and bone fractures in older adults", "a",
+         "the quick brown fox jumps over the lazy dog " * 12]
+NATIVE = gdevice.bf16_is_fast(torch.device("cpu"))
+
+
+def test_auto_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
+    monkeypatch.setattr(gdevice, "bf16_is_fast", lambda device: True)
+    assert resolve_precision("auto", "cpu") == "bf16"
+    assert resolve_precision("auto", "cuda") == "fp32"  # CUDA keeps the float32 torch path
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    monkeypatch.setattr(gdevice, "bf16_is_fast", lambda device: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+    with pytest.raises(ValueError, match="not fast"):
+        resolve_precision("bf16", "cpu")  # emulated bf16 is ~10x slower: refused, not silently slow
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp16", "cpu")
+
+
+def test_indexes_saved_before_the_field_keep_fp32():
+    saved = to_dict(IndexConfig())
+    del saved["embed"]["precision"], saved["model"]["encoder_precision"]
+    cfg = from_dict(IndexConfig, saved)
+    assert cfg.embed.precision == "fp32" and cfg.model.encoder_precision == "fp32"
+    assert EmbedConfig().precision == "auto" and ModelConfig().encoder_precision == "auto"
+
+
+@pytest.mark.skipif(not NATIVE, reason="this CPU has no native bf16 (AVX512-BF16): auto stays fp32 here")
+def test_bf16_embeddings_and_states_equal_fp32_within_noise_and_are_cached_apart(tmp_path):
+    fp32 = Embedder(EmbedConfig(precision="fp32"), device="cpu")
+    bf16 = Embedder(EmbedConfig(), device="cpu")
+    assert bf16.precision == "bf16"
+    a, b = fp32.encode(TEXTS), bf16.encode(TEXTS)
+    assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    cos = (a * b).sum(1)
+    assert cos.min() > 0.9995 and not np.array_equal(a, b)  # bf16 really ran, and stayed close
+    assert fp32._cache_path(TEXTS, tmp_path) != bf16._cache_path(TEXTS, tmp_path)
+    s32, m32 = TextEncoder(precision="fp32").frozen_states(TEXTS)
+    s16, m16 = TextEncoder().frozen_states(TEXTS)
+    assert s16.dtype == torch.float32 and torch.equal(m32, m16)
+    tok_cos = torch.nn.functional.cosine_similarity(s32[m32], s16[m16], dim=-1)
+    assert tok_cos.min() > 0.999
