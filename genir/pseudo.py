@@ -47,6 +47,11 @@ def resolve_mix(cfg: TrainConfig, titles: Sequence[str], texts: Sequence[str]) -
     return dataclasses.replace(cfg, pseudo_mix=mix, **extra)
 
 
+def corpus_mix(cfg: TrainConfig, corpus) -> TrainConfig:
+    """``resolve_mix`` over a ``genir.data.types.Corpus`` (its title and text columns)."""
+    return resolve_mix(cfg, corpus.table.column("title").to_pylist(), corpus.table.column("text").to_pylist())
+
+
 @dataclass(frozen=True)
 class TrainingPairs:
     """Examples as indices: example i reads ``texts[text_idx[i]]`` and targets document ``doc_idx[i]``.

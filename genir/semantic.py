@@ -17,7 +17,7 @@ from genir.config import HybridConfig, IndexConfig, from_dict, to_dict
 from genir.data.types import Corpus, Qrels, Queries
 from genir.generative import GenerativeRetriever
 from genir.ids import add_suffix, load_codec, make_codec
-from genir.pseudo import resolve_mix
+from genir.pseudo import corpus_mix
 from genir.timing import stage
 from genir.trie import IdTrie
 
@@ -89,7 +89,7 @@ class SemanticLayer:
         texts = corpus.table.column("text").to_pylist()
         titles = corpus.table.column("title").to_pylist()
         q_texts, q_docs = ([], []) if train_queries is None else train_pairs(train_queries, train_qrels, corpus.doc_ids)
-        train_cfg = resolve_mix(cfg.train, titles, texts)
+        train_cfg = corpus_mix(cfg.train, corpus)
         logger.info("pseudo-query mix: %s", train_cfg.pseudo_mix)
         retriever = GenerativeRetriever.train(texts, titles, ids, trie, q_texts, q_docs, model_cfg=cfg.model,
                                               train_cfg=train_cfg, device=device, workdir=workdir, resume=resume,
