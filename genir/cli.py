@@ -135,7 +135,8 @@ def index(
                                                   "nested configs (--set train.epochs=2 --set dense.nprobe=32), or "
                                                   "RecConfig with --task recommend (--set threads=2)"),
     mode: Optional[List[str]] = typer.Option(None, "--mode", help="--task recommend: a mode to train (repeatable: "
-                                             "generative, sasrec, popular; default all)"),
+                                             "generative, sasrec, popular, hybrid; default all; hybrid, the fusion of "
+                                             "generative and sasrec, is tuned on validation whenever both are there)"),
     reuse: Optional[Path] = typer.Option(None, "--reuse", metavar="INDEX",
                                          help="--task recommend: take the item vectors and IDs, and every mode "
                                          "--mode does not name, from this index of the same data"),
@@ -346,7 +347,7 @@ def recommend(
     user: Optional[str] = typer.Option(None, "--user", help="a user id from the data (their whole history is used)"),
     history: Optional[str] = typer.Option(None, "--history", help="comma-separated item ids, oldest first"),
     k: int = typer.Option(10, "-k", help="number of items"),
-    mode: str = typer.Option("generative", help="generative | sasrec | popular"),
+    mode: str = typer.Option("generative", help="generative | sasrec | popular | hybrid"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (where the models run)"),
 ) -> None:

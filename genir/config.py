@@ -5,7 +5,7 @@ retrieval, dotted for nested configs: ``--set train.epochs=2``; RecConfig for re
 ``with_overrides``; its typer options are shortcuts for the common fields (genir.cli.RETRIEVE_SHORTCUTS /
 RECOMMEND_SHORTCUTS), and giving an option and a ``--set`` of the same field is an error. Owners:
 DenseConfig/Bm25Config/IndexConfig (index + baselines), CodecConfig (semantic IDs), ModelConfig/TrainConfig/
-DecodeConfig (generative model), HybridConfig (fusion), RecConfig (recommendation).
+DecodeConfig (generative model), HybridConfig (fusion), RecConfig and RecHybridConfig (recommendation).
 """
 from __future__ import annotations
 
@@ -150,6 +150,25 @@ REMOVED_FIELDS: dict[str, tuple[str, ...]] = {"IndexConfig": ("seed",)}
 
 
 @dataclass(frozen=True)
+class RecHybridConfig:
+    """Fusion of the generative recommender's beam with SASRec and the item vectors (genir.rec.hybrid); tuned
+    on the validation split only, when an index holds both models."""
+
+    # interpolate | rrf; the default (interpolate, prob, equal weights) is an even mixture of the two models'
+    # next-item distributions
+    method: str = "interpolate"
+    candidates: int = 50  # SASRec's own top items added to the generative beam; the fusion ranks their union
+    weight_generative: float = 1.0  # weight of the generative beam (its log-probabilities)
+    weight_sasrec: float = 1.0  # weight of SASRec's ranking of the candidates (its full-softmax log-probabilities)
+    weight_similarity: float = 0.0  # weight of the item vectors' cosine to the history's mean vector (0 = unused)
+    k_rrf: int = 60  # rrf: reciprocal-rank constant
+    # interpolate: per-query score scale; prob = the two models' probabilities as they are (a mixture of the two
+    # next-item distributions, the similarity min-max scaled), minmax | zscore = genir.hybrid.normalize
+    norm: str = "prob"
+    valid_score: float = 0.0  # RecConfig.early_stop_metric on the sampled validation users when tuned (0 = not tuned)
+
+
+@dataclass(frozen=True)
 class RecConfig:
     """Sequential recommendation (genir.rec): protocol, item IDs, TIGER-style model, SASRec baseline."""
 
@@ -196,6 +215,9 @@ class RecConfig:
     sasrec_lr_decay: float = 0.5  # SASRec learning-rate multiplier after each epoch without validation improvement
     threads: int = 1  # torch CPU threads while training and evaluating
     seed: int = 0  # seed for sampling, initialisation and dropout
+    # hybrid mode's fusion: the build replaces it with the one tuned on validation (an index saved before the
+    # field, or never tuned, serves this untuned default)
+    hybrid: RecHybridConfig = field(default_factory=RecHybridConfig)
 
 
 # RecConfig fields added after indexes were saved, with the value that reproduces the behaviour from before
@@ -296,5 +318,6 @@ ADDED_LATER: dict[str, dict[str, Any]] = {
 }
 
 _DATACLASSES: dict[str, type] = {
-    c.__name__: c for c in (EmbedConfig, DenseConfig, Bm25Config, CodecConfig, IndexConfig, RecConfig, ModelConfig, TrainConfig, DecodeConfig, HybridConfig)
+    c.__name__: c for c in (EmbedConfig, DenseConfig, Bm25Config, CodecConfig, IndexConfig, RecConfig, ModelConfig,
+                            TrainConfig, DecodeConfig, HybridConfig, RecHybridConfig)
 }

@@ -17,7 +17,7 @@ import numpy as np
 from genir.config import HybridConfig
 
 Ranking = tuple[np.ndarray, np.ndarray]
-NORMS = ("minmax", "zscore")
+NORMS = ("minmax", "zscore")  # the per-query normalisations ``tune`` tries; ``normalize`` also takes "none"
 SIGNALS = ("prob", "margin")
 PATHS = ("generative", "fused", "dense")
 TUNABLE = ("rrf", "interpolate", "gated")
@@ -71,9 +71,12 @@ def interpolate(
 
 
 def normalize(scores: np.ndarray, valid: np.ndarray, *, norm: str = "minmax") -> np.ndarray:
-    """Per-row normalisation over valid entries: minmax -> [0, 1] (constant rows -> 1), zscore -> mean 0, sd 1."""
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+    """Per-row normalisation over valid entries: minmax -> [0, 1] (constant rows -> 1), zscore -> mean 0, sd 1,
+    none -> the scores as they are (already on one scale across queries, e.g. probabilities)."""
+    if norm not in (*NORMS, "none"):
+        raise ValueError(f"unknown norm {norm!r}; expected one of {(*NORMS, 'none')}")
+    if norm == "none":
+        return np.where(valid, scores, 0.0)
     s = np.where(valid, scores, np.nan)
     with np.errstate(all="ignore"):
         if norm == "minmax":

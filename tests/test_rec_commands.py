@@ -32,7 +32,7 @@ def folder(tmp_path_factory):
 
 def test_index_recommend_evaluate(folder, tmp_path):
     summary = commands.index(folder, out=tmp_path / "idx", config=CFG)
-    assert summary["users"] == 80 and summary["items"] == 30 and summary["modes"] == ["generative", "sasrec", "popular"]
+    assert summary["users"] == 80 and summary["items"] == 30 and summary["modes"] == ["generative", "sasrec", "popular", "hybrid"]
     assert [p.name for p in (tmp_path / "idx.work" / "tiger").iterdir()] == ["epoch-00000002"]  # newest only
     recs = commands.recommend(tmp_path / "idx", user="u1", k=10)
     assert len(recs) == 10 and recs[0]["rank"] == 1 and recs[0]["text"].startswith("group")

@@ -35,7 +35,7 @@ def test_index_of_the_old_layout_loads_and_recommends_what_it_did(tmp_path):
     shutil.copytree(FIXTURES / "rec-index-v1", tmp_path / "old")
     old = Recommender.load(tmp_path / "old", device="cpu")
     assert "layout" not in store.verify(tmp_path / "old")  # it is the old layout
-    assert old.modes == ("generative", "sasrec", "popular") and old.generative.trained_items == 30
+    assert old.modes == ("generative", "sasrec", "popular", "hybrid") and old.generative.trained_items == 30
     assert _recommendations(old) == EXPECTED["recommendations"]
     # saved again it takes today's layout, and still recommends the same
     old.save(tmp_path / "old")

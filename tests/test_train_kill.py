@@ -116,6 +116,7 @@ def _rec_outcome(index_dir: Path) -> tuple[dict, dict, list]:
     files = {name: entry["sha256"] for name, entry in manifest["files"].items()
              if not name.endswith("codec/codec.json")}  # it records the codec's fit seconds; arrays: codec.safetensors
     reports = {mode: {**r["train"], "seconds": None, "history": [{**h, "seconds": None} for h in r["train"]["history"]]}
+               if "train" in r else {**r, "seconds": None}  # the hybrid fusion's tuning: no training report
                for mode, r in manifest["reports"].items()}
     metrics = [(r["mode"], r["metrics"]) for r in Recommender.load(index_dir).evaluate("test")["results"]]
     return files, reports, metrics

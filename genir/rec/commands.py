@@ -2,8 +2,9 @@
 
     genir index DATA --task recommend --out DIR [--workdir W --resume] -> index(DATA, out=DIR, checkpoint_dir=W, resume=...)
     genir index DATA --task recommend --out DIR --reuse OLD --mode sasrec   -> index(..., reuse=OLD, modes=["sasrec"])
-    genir recommend DIR --user U | --history A,B -k 10 -> recommend(DIR, user=U | history=[A, B], k=10)
-    genir eval DIR --data DATA --split test --mode generative --mode sasrec --mode popular --out REPORT.json
+    genir recommend DIR --user U | --history A,B -k 10 [--mode hybrid]
+                                                       -> recommend(DIR, user=U | history=[A, B], k=10, mode=...)
+    genir eval DIR --data DATA --split test --mode generative --mode hybrid --mode sasrec --out REPORT.json
                                                        -> evaluate(DIR, data=DATA, split="test", modes=[...], out=...)
     each of them with --device auto|cpu|cuda|cuda:N    -> device=... (where the models train or serve)
 """

@@ -149,7 +149,9 @@ class GenerativeRecLayer:
         self.trie.save(folder / "trie")
         if self.model is not None:
             save_file(self.model.state_dict(), str(folder / "model.safetensors"))
-        meta = {"config": to_dict(self.cfg), "ids": {"config": self.ids},
+        # the hybrid fusion is the index's, not the layer's: its one home is the manifest's config.hybrid
+        config = {name: value for name, value in to_dict(self.cfg).items() if name != "hybrid"}
+        meta = {"config": config, "ids": {"config": self.ids},
                 "vocab_sizes": list(self.vocab_sizes), "trained_items": self.trained_items}
         (folder / META).write_text(json.dumps(meta, indent=2))
 

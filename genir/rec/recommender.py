@@ -15,6 +15,9 @@ An index version (genir.store: written atomically, manifest.json with the config
     sasrec/             model.safetensors, config.json
     popular/            popular.safetensors
 
+With both the generative model and SASRec, the index also serves the ``hybrid`` mode (genir.rec.hybrid): their
+fusion, tuned at build time on the sampled validation users and kept in the manifest's ``config.hybrid``.
+
 ``build(..., reuse=INDEX)`` takes the item vectors and IDs, and every mode it does not train, from a saved index
 (genir.rec.reuse). Indexes written before this layout are read by genir.rec.legacy.
 """
@@ -44,7 +47,9 @@ from genir.rec.tiger import ANONYMOUS
 
 logger = logging.getLogger(__name__)
 
-MODES = ("generative", "sasrec", "popular")
+MODELS = ("generative", "sasrec", "popular")  # the modes with a model of their own, trained by ``build``
+HYBRID_PARTS = ("generative", "sasrec")  # what the hybrid mode fuses: an index with both serves it
+MODES = (*MODELS, "hybrid")
 KIND = "recommend"  # manifest "kind" (genir.cli dispatches on it)
 LAYOUT = 2  # manifest "layout": one folder per component (above); absent: the layout genir.rec.legacy reads
 
@@ -80,7 +85,8 @@ class Recommender:
     @property
     def modes(self) -> tuple[str, ...]:
         have = {"generative": self.generative, "sasrec": self.sasrec, "popular": self.popular}
-        return tuple(m for m in MODES if have[m] is not None)
+        models = tuple(m for m in MODELS if have[m] is not None)
+        return (*models, "hybrid") if all(m in models for m in HYBRID_PARTS) else models
 
     # ------------------------------------------------------------------------------------------ build
     @classmethod
@@ -93,13 +99,20 @@ class Recommender:
         so another run's are refused), ``resume=False`` starts over and removes them. ``device`` (auto | cpu |
         cuda | cuda:N) is where item text is embedded and the models train and serve. ``reuse`` (an index
         directory built from the same data): its item vectors and IDs feed the generative model, and the modes
-        not in ``modes`` are copied from it (genir.rec.reuse says what must match)."""
+        not in ``modes`` are copied from it (genir.rec.reuse says what must match). Whenever the result holds
+        both the generative model and SASRec, their ``hybrid`` fusion is tuned on the sampled validation users
+        (``hybrid`` in ``modes`` asks for it: an error when one of the two would be missing)."""
         from genir.rec import reuse as reusing
 
         modes = _check_modes(modes)
         dev = resolve_device(device)  # before any work: a bad device costs nothing
         data = Interactions.from_sequences(sequences)
         old = cls.load(Path(reuse), device=str(dev)) if reuse is not None else None
+        missing = [m for m in HYBRID_PARTS if m not in modes and (old is None or m not in old.modes)]
+        if "hybrid" in modes and missing:
+            raise ValueError(f"mode 'hybrid' fuses the generative model with SASRec and this build would have no "
+                             f"{' or '.join(missing)}; add --mode {' --mode '.join(missing)}, or --reuse an index "
+                             "that has it")
         carried = reusing.carried_stages(Path(reuse), old, data, cfg, modes) if old is not None else []
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads)
@@ -122,6 +135,8 @@ class Recommender:
                                       ckpt / "tiger" if ckpt else None, resume, progress)
             if old is not None:
                 reusing.carry(old, rec, carried, Path(reuse))
+            if "hybrid" in rec.modes:
+                rec._tune_hybrid(_sample(valid, cfg.valid_users, cfg.seed))
         finally:
             torch.set_num_threads(threads)
         return rec
@@ -139,12 +154,35 @@ class Recommender:
         self.reports["generative"] = {"train": train, "item_embedding": layer.vectors.source, "codec": layer.stats(),
                                       **seconds, "seconds": time.perf_counter() - t0}
 
+    def _tune_hybrid(self, valid: Examples) -> None:
+        """Tune the hybrid fusion on validation queries ``valid`` (never test) and serve it (``cfg.hybrid``)."""
+        from genir.rec import hybrid
+
+        t0 = time.perf_counter()
+        cands = self.ranker("hybrid").candidates(valid.histories, valid.lengths, valid.users)
+        tuned = hybrid.tune(cands, valid.targets, metric=self.cfg.early_stop_metric, base=self.cfg.hybrid)
+        logger.info("hybrid fusion tuned on %d validation users: %s, %s %.4f", len(valid), tuned.method,
+                    self.cfg.early_stop_metric, tuned.valid_score)
+        self.cfg = replace(self.cfg, hybrid=tuned)
+        self.reports["hybrid"] = {"tuned_on": "valid", "users": len(valid), "metric": self.cfg.early_stop_metric,
+                                  "seconds": time.perf_counter() - t0}
+
     def ranker(self, mode: str, user_ids: Sequence[str] | None = None):
         """The object whose ``rank(histories, lengths, users, *, k)`` serves ``mode``; users index ``user_ids``."""
         if mode not in self.modes:
+            if mode == "hybrid":
+                raise ValueError(f"mode 'hybrid' fuses the generative model with SASRec; this index holds "
+                                 f"{self.modes}: build the missing one with `genir index DATA --task recommend "
+                                 "--reuse THIS_INDEX --mode generative|sasrec`")
             raise ValueError(f"mode {mode!r} is not in this index; it holds {self.modes} (rebuild with it)")
+        users = self.data.user_ids if user_ids is None else user_ids
+        if mode == "hybrid":
+            from genir.rec.hybrid import HybridRanker
+
+            return HybridRanker(self.generative.ranker(users), SASRecRecommender(self.sasrec),
+                                self.generative.vectors.combined(), self.cfg.hybrid)
         if mode == "generative":
-            return self.generative.ranker(self.data.user_ids if user_ids is None else user_ids)
+            return self.generative.ranker(users)
         return SASRecRecommender(self.sasrec) if mode == "sasrec" else self.popular
 
     # ------------------------------------------------------------------------------------------ serve
@@ -153,7 +191,7 @@ class Recommender:
         """Top-k next items for a known user (their whole sequence) or an explicit history of item ids.
 
         -> [{"rank", "item_id", "text", "score"}] best first (score: log-probability for generative,
-        model score for sasrec, interaction count for popular).
+        model score for sasrec, interaction count for popular, the fused score for hybrid).
         """
         if (user is None) == (history is None):
             raise ValueError("give exactly one of user= (a user id) or history= (item ids, oldest first)")
@@ -175,7 +213,7 @@ class Recommender:
         histories, lengths = pack_histories([hist], max_history=self.cfg.max_history)
         ranker = self.ranker(mode)
         users_arr = np.asarray(users, dtype=np.int64)
-        if mode == "generative":
+        if mode in ("generative", "hybrid"):
             items, scores = ranker.search(histories, lengths, users_arr, k=k)
             items, scores = items[0], scores[0]
         else:

@@ -35,9 +35,13 @@ RESUMABLE = ("max_epochs", "patience", "threads")
 # RecConfig fields that shape SASRec's training: the rest (codec, generative model) leave its checkpoints valid,
 # and the generative model's fingerprint leaves out the sasrec_* fields in turn
 SASREC_SHARED = ("max_history", "early_stop_metric", "seed")
+# RecConfig fields that shape no model's training: the hybrid fusion is tuned after both models are trained
+SERVING = ("hybrid",)
 
 
 def _shapes(model: str, name: str) -> bool:
+    if name in SERVING:
+        return False
     if model == "sasrec":
         return name.startswith("sasrec_") or name in SASREC_SHARED
     if model == "generative":
