@@ -183,6 +183,14 @@ def test_cli_serves_evaluates_and_retunes_hybrid(planted_amazon, tmp_path, capsy
     valid = _sample(eval_queries(rec.data, "valid", max_history=rec.cfg.max_history), rec.cfg.valid_users, rec.cfg.seed)
     served = rec_metrics(rec.ranker("hybrid").rank(valid.histories, valid.lengths, valid.users, k=10), valid.targets)
     assert served["nDCG@10"] == pytest.approx(manifest["config"]["hybrid"]["valid_score"])
+    # --mode hybrid alone copies every model and tunes the fusion again: the same models, the same fusion
+    code, out, err = _genir([*index, "--out", tmp_path / "again", "--reuse", tmp_path / "sas", "--mode", "hybrid",
+                             "--set", "seed=1"], capsys)
+    assert code == 0 and calls == [1, 1], err
+    again = store.verify(tmp_path / "again")
+    assert again["reused"]["stages"] == ["item_ids", "generative", "sasrec", "popular"]
+    assert again["config"]["hybrid"] == manifest["config"]["hybrid"]
+    assert {n: e["sha256"] for n, e in again["files"].items()} == {n: e["sha256"] for n, e in manifest["files"].items()}
     # without both models there is no hybrid: one error line naming the fix
     code, _, err = _genir([*index, "--out", tmp_path / "gen", "--mode", "generative", "--mode", "hybrid"], capsys)
     assert code == 2 and len(err) == 1 and "add --mode sasrec" in err[0], err
