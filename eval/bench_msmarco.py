@@ -241,11 +241,15 @@ def plot_scale(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = result["sizes"]
+    sizes = [s for s in result["sizes"] if s.get("label", "10k") in ("10k", "35k")]  # equal epochs: the curve
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     docs = [s["index"]["documents"] for s in sizes]
     for mode in MODES:
         axes[0].plot(docs, [s["results"][mode]["RR@10"] for s in sizes], marker="o", label=mode)
+    for s in result["sizes"]:
+        if s not in sizes:  # 10k trained as many steps as 35k: generative at equal compute
+            axes[0].scatter([s["index"]["documents"]], [s["results"]["generative"]["RR@10"]], marker="x", color="k",
+                            label=f"generative, {s['label']}", zorder=3)
     axes[0].set(xlabel="passages in the index", ylabel="RR@10 (msmarco-10k dev)", title="quality vs corpus size")
     axes[0].legend()
     stages = sorted({k for s in sizes for k in (s["index"]["build_seconds"] or {}) if k != "total"})
@@ -310,10 +314,18 @@ def cmd_scale(args) -> None:
     merged = merge_corpora(train.corpus, [(pool_dir.name, pool)])
     library_build(large, merged, cfg, train, dev, args.indexes / f"msmarco-35k-{tag}.work",
                   embeddings=np.concatenate([small_emb, pool_emb]), rebuild=args.rebuild)
+    builds = [("10k", small), ("35k", large)]
+    if args.equal_steps:  # 10k trained for as many optimizer steps as the 35k model: the drop at equal compute
+        steps = int(index_facts(large)["train"]["steps"])
+        same = args.indexes / f"msmarco-10k-{tag}-steps{steps}"
+        same_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
+        library_build(same, train.corpus, same_cfg, train, dev, args.indexes / f"msmarco-10k-{tag}.work",
+                      embeddings=small_emb, rebuild=args.rebuild)
+        builds.append((f"10k, {steps} steps (as 35k)", same))
     sizes = []
-    for path in (small, large):
+    for label, path in builds:
         report = evaluate(path, data, "dev", log)
-        sizes.append({"index": index_facts(path), "results": rows(report), "num_queries": report["num_queries"]})
+        sizes.append({"label": label, "index": index_facts(path), "results": rows(report), "num_queries": report["num_queries"]})
     mixes = []
     if args.document_mix:
         doc = args.indexes / f"msmarco-10k-{tag}-document-mix"
@@ -401,6 +413,8 @@ def main() -> None:
     sc.add_argument("--dl-epochs", type=float, default=2.0, help="the dl19 run's --epochs (its workdir gets the pool vectors)")
     sc.add_argument("--synthetic-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     sc.add_argument("--document-mix", action="store_true", help="also build 10k with the document pseudo-query mix")
+    sc.add_argument("--equal-steps", action="store_true",
+                    help="also train 10k for as many steps as the 35k model (the size effect at equal training compute)")
     sc.set_defaults(fn=cmd_scale)
     ar = sub.add_parser("arch", help="model variants side by side on msmarco-10k dev")
     ar.add_argument("--epochs", type=float, default=3.0)

@@ -87,6 +87,16 @@ def msmarco(results: Path) -> Optional[list[str]]:
                 f"{_commit(dev['provenance'])}; build {secs['total'] / 60:.0f} min ({stages} min), peak RSS "
                 f"{dev['index']['peak_rss_mb'] / 1024:.1f} GB, {dev['index']['disk_mb']:.0f} MB on disk:", ""]
         out += _modes_table(dev["results"], ["RR@10", "R@1", "R@10", "R@100", "nDCG@10"])
+        if dev.get("mixes"):
+            out += ["", f"Pseudo-query mixes, each a full default build in the same run (the default, `auto`, resolves "
+                    f"to `{dev['default_mix']}` here; best on dev by {dev['mix_criterion']}: `{dev['best_mix_on_dev']}`):",
+                    "", "| pseudo-query mix | generative RR@10 | R@1 | R@10 | hybrid RR@10 | train steps | build min |",
+                    "|---|---|---|---|---|---|---|"]
+            for mix, row in dev["mixes"].items():
+                g, h, i = row["results"]["generative"], row["results"]["hybrid"], row["index"]
+                out.append(f"| {mix}{' (default)' if mix == dev['default_mix'] else ''} | {g['RR@10']:.3f} | "
+                           f"{g['R@1']:.3f} | {g['R@10']:.3f} | {h['RR@10']:.3f} | {i['train']['steps']} | "
+                           f"{i['build_seconds']['total'] / 60:.0f} |")
     if dl19 is not None:
         extra = {"hybrid, untuned default fusion": dl19["hybrid_with_untuned_default_fusion"]["results"]["hybrid"]}
         out += ["", f"TREC DL 2019 on the DL pool ({dl19['num_queries']} queries, zero-shot, RR/R at grade >= 2), "
@@ -100,17 +110,18 @@ def msmarco(results: Path) -> Optional[list[str]]:
 
 def _msmarco_scale(r: dict) -> list[str]:
     out = ["", f"Scale (msmarco-10k dev queries), `bench_msmarco.py scale`, {_commit(r['provenance'])}:", "",
-           "| passages | mode | RR@10 | R@1 | R@10 | q/s |", "|---|---|---|---|---|---|"]
+           "| passages | train steps | mode | RR@10 | R@1 | R@10 | q/s |", "|---|---|---|---|---|---|---|"]
     for size in r["sizes"]:
         for mode in MSMARCO_MODES:
             m = size["results"][mode]
-            out.append(f"| {size['index']['documents']:,} | {mode} | {m['RR@10']:.3f} | {m['R@1']:.3f} | "
+            out.append(f"| {size.get('label', format(size['index']['documents'], ','))} | "
+                       f"{size['index']['train']['steps']} | {mode} | {m['RR@10']:.3f} | {m['R@1']:.3f} | "
                        f"{m['R@10']:.3f} | {m['queries_per_second']:.0f} |")
     out += ["", "| passages | build min | embed | encoder states | train | peak RSS GB | disk MB |",
             "|---|---|---|---|---|---|---|"]
     for size in r["sizes"]:
         i, secs = size["index"], size["index"]["build_seconds"]
-        out.append(f"| {i['documents']:,} | {secs['total'] / 60:.1f} | {secs['embed'] / 60:.1f} | "
+        out.append(f"| {size.get('label', format(i['documents'], ','))} | {secs['total'] / 60:.1f} | {secs['embed'] / 60:.1f} | "
                    f"{secs['encoder_states'] / 60:.1f} | {secs['train'] / 60:.1f} | {i['peak_rss_mb'] / 1024:.1f} | "
                    f"{i['disk_mb']:.0f} |")
     if r["pseudo_mix_comparison"]:
