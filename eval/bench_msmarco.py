@@ -114,7 +114,7 @@ def cmd_dev(args) -> None:
     chosen = default_mix(data)
     mixes, example = {}, None
     for mix in args.mixes:
-        out = args.indexes / f"msmarco-10k-{mix}"
+        out = args.indexes / ("msmarco-10k-" + "-".join([mix, *[a.strip("-").replace("=", "") for a in args.index_args]]))
         build(data, out, log, "--pseudo-mix", mix, *args.index_args, rebuild=args.rebuild)
         if mix == chosen:
             example = json.loads(genir(["search", str(out), "what is the most awarded japanese whisky", "-k", "3", "--json"], log))
@@ -123,7 +123,7 @@ def cmd_dev(args) -> None:
                       "relevance_threshold": report["relevance_threshold"], "results": rows(report)}
     best = max(mixes, key=lambda m: mixes[m]["results"]["generative"]["RR@10"])
     default = mixes.get(chosen)
-    write("msmarco-10k-dev.json", {
+    write(args.result, {
         "what": "msmarco-10k: genir index with the defaults (once per pseudo-query mix: --pseudo-mix passage and "
                 "document, everything else default), then genir eval --split dev (20 % of the train queries, seed 0; "
                 "the model trains on the other 80 %, the fusion is tuned on dev). 'results' and 'index' are the "
@@ -401,6 +401,8 @@ def main() -> None:
     dv = sub.add_parser("dev")
     dv.add_argument("--mixes", nargs="+", default=["passage", "document"], choices=["passage", "document"],
                     help="pseudo-query mixes built and compared (the default's own mix is the headline)")
+    dv.add_argument("--result", default="msmarco-10k-dev.json",
+                    help="result file name under eval/results (another name for non-default builds, e.g. with --index-arg)")
     dv.set_defaults(fn=cmd_dev)
     dl = sub.add_parser("dl19")
     dl.add_argument("--epochs", type=float, default=2.0)
