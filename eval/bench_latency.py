@@ -14,6 +14,10 @@ For each index (an existing `genir index` folder) and its dataset's dev split as
 * ``--profile MODE``: cProfile of one more single query in MODE per dataset, the top functions by cumulative
   time in the JSON (where the time goes when a mode is slow).
 
+Threads: single queries are tiny tensors; with torch's default 2 intra-op threads on this 2-core machine while
+other jobs ran, one MiniLM query encoding took 40-700 ms instead of the ~14 ms of ``--threads 1`` (smoke run,
+SciFact), so ``--threads`` is recorded in the settings and 1 is the robust choice on a shared machine.
+
 Results go to eval/results/latency-cpu.json (+ .png: p50 per mode per dataset, split by each stage's share of
 the mean time), written whole with genir.provenance. Each finished dataset is kept in OUT.partial.json, and a
 rerun with the same settings skips it (``--fresh`` starts over); the partial file goes when the JSON is written.
