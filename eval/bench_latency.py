@@ -42,7 +42,7 @@ import numpy as np
 from genir.data import load_dataset
 from genir.data.types import Queries
 from genir.index import MODES, GenerativeIndex
-from genir.provenance import provenance
+from genir.provenance import provenance, write_result
 from genir.store import atomic_write_json, current_version
 from genir.timing import STAGES, collect
 
@@ -197,6 +197,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    started = provenance()  # the code that ran is the code at the start
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--index", action="append", required=True, help="NAME=INDEX_DIR (repeat per dataset)")
     p.add_argument("--data", action="append", required=True, help="NAME=DATA_DIR, the dataset the index was built from")
@@ -235,12 +236,12 @@ def main(argv: list[str] | None = None) -> None:
         key = f"{name}={indexes[name]}"
         if key in done:
             continue
-        done[key] = bench_dataset(name, indexes[name], datas[name], args)
+        # each entry keeps the provenance of the invocation that measured it: a resumed run's lineage
+        done[key] = {**bench_dataset(name, indexes[name], datas[name], args), "measured_by": provenance()}
         atomic_write_json(partial, {"settings": settings, "datasets": done})
     result = {"benchmark": "search latency per mode (issue 16)", "settings": settings,
-              "datasets": [done[f"{n}={indexes[n]}"] for n in indexes], "provenance": provenance()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, result)
+              "datasets": [done[f"{n}={indexes[n]}"] for n in indexes]}
+    write_result(args.out, result, started=started)
     plot(result, args.out.with_suffix(".png"))
     partial.unlink(missing_ok=True)
     for entry in result["datasets"]:

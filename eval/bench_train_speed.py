@@ -51,7 +51,7 @@ from genir.generative import CachedPairs, GenerativeRetriever, _cached_states  #
 from genir.ids import add_suffix, make_codec
 from genir.metrics import evaluate_order
 from genir.model import Seq2SeqRetriever, TextEncoder
-from genir.provenance import provenance
+from genir.provenance import provenance, write_result
 from genir.pseudo import TrainingPairs, corpus_mix, make_pairs
 from genir.semantic import suffix_vocab, train_pairs
 from genir.store import atomic_write, atomic_write_json
@@ -229,6 +229,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    started = provenance()  # the code that ran is the code at the start
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=Path("/work/shared/data/scifact"))
     p.add_argument("--workdir", type=Path, default=ROOT / "indexes" / "scifact.work",
@@ -262,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     prep = prepare(args.data, args.workdir, cfg, device)
     for name in args.variants:
         if name not in done:
-            done[name] = run_variant(name, prep, args, device)
+            # each variant keeps the provenance of the invocation that measured it: a resumed run's lineage
+            done[name] = {**run_variant(name, prep, args, device), "measured_by": provenance()}
             atomic_write_json(partial, {"settings": settings, "variants": done})
     base = done.get("default", {}).get("dev_ndcg10")
     for v in done.values():
@@ -275,8 +277,8 @@ def main(argv: list[str] | None = None) -> None:
               "config": to_dict(prep.cfg), "pairs": prep.pairs.counts(), "unique_texts": len(prep.pairs.texts),
               "prepare_seconds": {k: round(v, 2) for k, v in prep.seconds.items()},
               "bf16_is_fast": bf16_is_fast(device), "quality_tolerance": QUALITY_TOLERANCE,
-              "variants": {n: done[n] for n in args.variants}, "provenance": provenance()}
-    atomic_write_json(args.out, result)
+              "variants": {n: done[n] for n in args.variants}}
+    write_result(args.out, result, started=started)
     plot(result, args.out.with_suffix(".png"))
     partial.unlink(missing_ok=True)
     logger.info("wrote %s and %s", args.out, args.out.with_suffix(".png"))
