@@ -61,7 +61,9 @@ def machine() -> dict:
         pass
     return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
             "cpus": os.cpu_count(), "memory_gb": None if mem_gb is None else round(mem_gb, 1),
-            "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None, "gpu": gpu}
+            "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "niceness": os.nice(0) if hasattr(os, "nice") else None,  # a niced run yields the CPU: its seconds mean little
+            "gpu": gpu}
 
 
 def versions() -> dict:
