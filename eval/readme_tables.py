@@ -11,6 +11,7 @@ command that makes them). A missing marker is an error (one line, exit 2) and th
     scifact-generative   eval/results/jobs/scifact-generative/summary.json   genir bench eval/jobs/scifact-generative.toml
     amazon               eval/results/jobs/amazon-{beauty,sports}/summary.json  genir bench eval/jobs/amazon-*.toml
     msmarco              eval/results/msmarco-{10k-dev,dl19,scale}.json      eval/bench_msmarco.py dev | dl19 | scale
+    speed                eval/results/{demo,encoder,train-speed,latency}-cpu.json  eval/bench_{demo,encoder,train_speed,latency}.py
 """
 from __future__ import annotations
 
@@ -87,16 +88,12 @@ def msmarco(results: Path) -> Optional[list[str]]:
                 f"{_commit(dev['provenance'])}; build {secs['total'] / 60:.0f} min ({stages} min), peak RSS "
                 f"{dev['index']['peak_rss_mb'] / 1024:.1f} GB, {dev['index']['disk_mb']:.0f} MB on disk:", ""]
         out += _modes_table(dev["results"], ["RR@10", "R@1", "R@10", "R@100", "nDCG@10"])
-        if dev.get("mixes"):
-            out += ["", f"Pseudo-query mixes, each a full default build in the same run (the default, `auto`, resolves "
-                    f"to `{dev['default_mix']}` here; best on dev by {dev['mix_criterion']}: `{dev['best_mix_on_dev']}`):",
-                    "", "| pseudo-query mix | generative RR@10 | R@1 | R@10 | hybrid RR@10 | train steps | build min |",
-                    "|---|---|---|---|---|---|---|"]
-            for mix, row in dev["mixes"].items():
-                g, h, i = row["results"]["generative"], row["results"]["hybrid"], row["index"]
-                out.append(f"| {mix}{' (default)' if mix == dev['default_mix'] else ''} | {g['RR@10']:.3f} | "
-                           f"{g['R@1']:.3f} | {g['R@10']:.3f} | {h['RR@10']:.3f} | {i['train']['steps']} | "
-                           f"{i['build_seconds']['total'] / 60:.0f} |")
+        out += _mix_table(dev)
+    for path in sorted(results.glob("msmarco-10k-mix-*.json")):  # mix comparisons at other budgets
+        mix = json.loads(path.read_text())
+        args = " ".join(a for c in mix["commands"][:1] for a in c["argv"][4:] if a.startswith("--epochs"))
+        out += ["", f"`bench_msmarco.py dev --result {path.name}` ({args or 'defaults'}), {_commit(mix['provenance'])}:"]
+        out += _mix_table(mix)
     if dl19 is not None:
         extra = {"hybrid, untuned default fusion": dl19["hybrid_with_untuned_default_fusion"]["results"]["hybrid"]}
         out += ["", f"TREC DL 2019 on the DL pool ({dl19['num_queries']} queries, zero-shot, RR/R at grade >= 2), "
@@ -105,6 +102,22 @@ def msmarco(results: Path) -> Optional[list[str]]:
         out += _modes_table(dl19["results"], ["nDCG@10", "RR@10", "R@100"], extra=extra)
     if scale is not None:
         out += _msmarco_scale(scale)
+    return out
+
+
+def _mix_table(dev: dict) -> list[str]:
+    """The pseudo-query mixes of one ``bench_msmarco.py dev`` run, each a build with the same other settings."""
+    if not dev.get("mixes"):
+        return []
+    out = ["", f"Pseudo-query mixes, each a full build in the same run (the default, `auto`, resolves to "
+           f"`{dev['default_mix']}` here; best on dev by {dev['mix_criterion']}: `{dev['best_mix_on_dev']}`):",
+           "", "| pseudo-query mix | generative RR@10 | R@1 | R@10 | hybrid RR@10 | train steps | build min |",
+           "|---|---|---|---|---|---|---|"]
+    for mix, row in dev["mixes"].items():
+        g, h, i = row["results"]["generative"], row["results"]["hybrid"], row["index"]
+        out.append(f"| {mix}{' (default)' if mix == dev['default_mix'] else ''} | {g['RR@10']:.3f} | "
+                   f"{g['R@1']:.3f} | {g['R@10']:.3f} | {h['RR@10']:.3f} | {i['train']['steps']} | "
+                   f"{i['build_seconds']['total'] / 60:.0f} |")
     return out
 
 
@@ -137,8 +150,68 @@ def _msmarco_scale(r: dict) -> list[str]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- CPU speed
+def speed(results: Path) -> Optional[list[str]]:
+    """Issue 16's runs: make demo, encoder runtimes, decoder training throughput, search latency per mode."""
+    demo, enc = _load(results / "demo-cpu.json"), _load(results / "encoder-cpu.json")
+    train, lat = _load(results / "train-speed-cpu.json"), _load(results / "latency-cpu.json")
+    if not any((demo, enc, train, lat)):
+        return None
+    out: list[str] = []
+    if demo is not None:
+        out += ["`make demo` from a fresh clone (`eval/bench_demo.py`; load = 1-minute load average at the start):", "",
+                "| run | commit | minutes | venv | index | train | encoder states | embed | tune | load | dev hybrid nDCG@10 |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in demo["rows"]:
+            st = r["index_stage_seconds"] or {}
+            hyb = r["dev"].get("hybrid", {}).get("nDCG@10")
+            out.append(f"| {r['label']} | {r['commit'][:7]} | {r['make_demo_minutes']:.1f} | "
+                       f"{r['phases_seconds']['venv'] / 60:.1f} | {st.get('total', 0) / 60:.1f} | {st.get('train', 0) / 60:.1f} | "
+                       f"{st.get('encoder_states', 0) / 60:.1f} | {st.get('embed', 0) / 60:.1f} | {st.get('tune', 0) / 60:.1f} | "
+                       f"{r['provenance']['machine']['load_1min']:.1f} | {'' if hyb is None else f'{hyb:.3f}'} |")
+        out.append("")
+    if enc is not None:
+        out += [f"MiniLM runtimes side by side (`eval/bench_encoder.py`, {_commit(enc['provenance'])}, {enc['threads']} "
+                f"threads; SciFact corpus and dev queries; nDCG@10 on SciFact dev):", "",
+                "| runtime | passages/s | x | queries/s | x | cosine to fp32 | dense nDCG@10 | generative nDCG@10 |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in enc["rows"]:
+            dn, gn = r.get("dense_ndcg10"), r.get("generative_ndcg10")
+            out.append(f"| {r['variant']} | {r['passages_per_s']:.1f} | {r['speedup_passages']:.2f} | "
+                       f"{r['queries_per_s']:.0f} | {r['speedup_queries']:.2f} | {r['cosine_to_fp32_mean']:.4f} | "
+                       f"{'' if dn is None else f'{dn:.4f}'} | {'' if gn is None else f'{gn:.4f}'} |")
+        out.append("")
+    if train is not None:
+        out += [f"Decoder training on cached encoder states (`eval/bench_train_speed.py`, {_commit(train['provenance'])}, "
+                f"{train['settings']['steps']} timed steps, dev nDCG@10 after {train['settings']['epochs']} epochs):", "",
+                "| variant | examples/s | x default | dev nDCG@10 | holds quality |", "|---|---|---|---|---|"]
+        for name, v in train["variants"].items():
+            if "skipped" in v:
+                out.append(f"| {name} | skipped: {v['skipped']} | | | |")
+                continue
+            nd = v.get("dev_ndcg10")
+            out.append(f"| {name} | {v['examples_per_second']:.0f} | {v.get('examples_per_second_over_default', 1.0):.2f} | "
+                       f"{'' if nd is None else f'{nd:.4f}'} | {v.get('holds_quality', '')} |")
+        out.append("")
+    if lat is not None:
+        out += [f"Search latency (`eval/bench_latency.py`, {_commit(lat['provenance'])}, {lat['settings']['torch_threads']} "
+                f"thread(s), one query at a time; q/s batched):", "",
+                "| dataset | mode | p50 ms | p99 ms | batched q/s |", "|---|---|---|---|---|"]
+        for entry in lat["datasets"]:
+            for mode, v in entry["single_query"].items():
+                qps = entry["batched"].get(mode, {}).get("queries_per_second")
+                out.append(f"| {entry['dataset']} | {mode} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | "
+                           f"{'' if qps is None else f'{qps:.0f}'} |")
+            if "hybrid_over_dense_p50" in entry:
+                out.append(f"| {entry['dataset']} | hybrid / dense p50 | {entry['hybrid_over_dense_p50']:.2f}x | | |")
+    while out and out[-1] == "":
+        out.pop()
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- the README
 BLOCKS: dict[str, Callable[[Path], Optional[list[str]]]] = {
+    "speed": speed,
     "scifact-baselines": jobs_block("scifact-baselines"),
     "scifact-generative": jobs_block("scifact-generative"),
     "amazon": jobs_block("amazon-beauty", "amazon-sports"),
