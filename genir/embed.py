@@ -22,6 +22,8 @@ from genir.config import EmbedConfig
 from genir.progress import progress_enabled, quiet_transformers, track
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from genir.device import DistInfo
 
 logger = logging.getLogger(__name__)
@@ -90,6 +92,21 @@ def weights_sha256(name: str, device: str = "cpu") -> str:
 def same_model(a: str, b: str) -> bool:
     """True when names ``a`` and ``b`` load the same weights (aliases of the offline MiniLM included)."""
     return resolve_model_path(a) == resolve_model_path(b)
+
+
+def mean_pooled(modules: Sequence) -> bool:
+    """True when a SentenceTransformer's ``modules`` are exactly Transformer -> Pooling(mean tokens only) ->
+    optional Normalize (all-MiniLM-L6-v2): its embedding is then the masked mean of the transformer's last hidden
+    states, so ``Embedder.pool`` can make it from token states another pass already computed. Matched by class
+    name: another pooling mode, an extra Dense layer or a lower-casing Transformer answer False."""
+    names = [type(m).__name__ for m in modules]
+    if names not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        return False
+    pool = modules[1]
+    mode = getattr(pool, "pooling_mode", None)
+    if mode is None and hasattr(pool, "get_pooling_mode_str"):  # sentence-transformers < 6: one bool per mode
+        mode = pool.get_pooling_mode_str()
+    return mode == "mean" and not getattr(modules[0], "do_lower_case", False)
 
 
 class Embedder:
@@ -166,6 +183,19 @@ class Embedder:
     def encode(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray:
         """texts -> (n, dim) float32."""
         return self.encode_cached(texts, None, progress=progress)
+
+    def pool(self, states: Tensor, mask: Tensor) -> np.ndarray:
+        """The embeddings of texts whose token states another pass computed: states (B, S, dim) float torch tensor,
+        mask (B, S) bool -> (B, dim) float32, the masked mean, unit-norm when cfg.normalize or the model ends with
+        Normalize. Equals ``encode`` only where ``mean_pooled(self.model)`` and the states are this model's last
+        hidden states at this precision over the same (untruncated) tokens: the caller checks."""
+        import torch
+
+        m = mask[:, :, None].to(states.dtype)
+        emb = (states * m).sum(1) / m.sum(1).clamp(min=1.0)
+        if self.cfg.normalize or type(self.model[-1]).__name__ == "Normalize":
+            emb = torch.nn.functional.normalize(emb, dim=-1)
+        return np.ascontiguousarray(emb.float().cpu().numpy(), dtype=np.float32)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         """One batch of ``length_batches`` -> (len(texts), dim) float32, in one forward pass."""

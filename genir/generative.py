@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 ENCODE_BATCH = 128
+Memories = Sequence[tuple[Tensor, Tensor]]  # the text encoder's (memory (B, S, dim), mask (B, S) bool) per query batch
 
 
 @dataclass(frozen=True)
@@ -120,21 +121,36 @@ class GenerativeRetriever:
         with stage("encode_memory"):
             return self.model.encoder(queries)
 
+    def _memories(self, queries: Sequence[str], batch_size: int,
+                  memories: Memories | None) -> Iterator[tuple[Tensor, Tensor]]:
+        """(memory, mask) per batch of ``batch_size`` queries: ``memories`` when given, else the encoder's pass."""
+        starts = range(0, len(queries), batch_size)
+        sizes = [len(queries[s : s + batch_size]) for s in starts]
+        if memories is not None and [len(mask) for _, mask in memories] != sizes:
+            raise ValueError(f"memories must hold one (memory, mask) per batch of {batch_size} queries (sizes {sizes}); "
+                             f"got batches of {[len(mask) for _, mask in memories]}")
+        for b, start in enumerate(starts):
+            yield self._memory(queries[start : start + batch_size]) if memories is None else memories[b]
+
     @torch.no_grad()
     def search(
-        self, queries: list[str], *, k: int = 10, beam_size: int = 20, renormalize: bool = False, batch_size: int = 64
+        self, queries: list[str], *, k: int = 10, beam_size: int = 20, renormalize: bool = False, batch_size: int = 64,
+        memories: Memories | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Constrained generation -> (doc_idx (n, k) int64, scores (n, k) float32 log-probs), -1 / -inf padded.
 
         Every returned doc_idx is a document in the trie. The beam is widened to ``k`` when ``k > beam_size``.
+        ``memories``: the encoder's (memory (B, S, dim), mask (B, S)) per batch of ``batch_size`` queries, from a
+        pass the caller already ran (genir.semantic.SemanticLayer.encode_queries); None encodes here.
         """
-        res = self.decode(queries, k=k, beam_size=beam_size, renormalize=renormalize, batch_size=batch_size)
+        res = self.decode(queries, k=k, beam_size=beam_size, renormalize=renormalize, batch_size=batch_size,
+                          memories=memories)
         return res.doc_idx, res.scores
 
     @torch.no_grad()
     def decode(
         self, queries: list[str], *, k: int = 10, beam_size: int = 20, renormalize: bool = False, batch_size: int = 64,
-        constrained: bool = True,
+        constrained: bool = True, memories: Memories | None = None,
     ) -> Decoded:
         """``search`` with the decoded code tuples kept, for checking outputs against the corpus's IDs
         (``genir.semantic.check_decoded_ids``). ``constrained=False`` drops the trie mask: only to show that
@@ -142,8 +158,8 @@ class GenerativeRetriever:
         self.trie.to(self.device)
         docs, scores, codes = [], [], []
         depth = self.model.decoder.depth
-        for start in track(range(0, len(queries), batch_size), description="generative search", total=-(-len(queries) // batch_size)):
-            memory, mask = self._memory(queries[start : start + batch_size])
+        batches = self._memories(queries, batch_size, memories)
+        for memory, mask in track(batches, description="generative search", total=-(-len(queries) // batch_size)):
             with stage("decode"):
                 res = constrained_beam_search(
                     self.model.decoder, memory, mask, self.trie, beam_size=max(beam_size, k), num_return=k,
@@ -157,14 +173,15 @@ class GenerativeRetriever:
 
     @torch.no_grad()
     def search_prefixes(
-        self, queries: list[str], *, level: int, beam_size: int = 20, batch_size: int = 64
+        self, queries: list[str], *, level: int, beam_size: int = 20, batch_size: int = 64,
+        memories: Memories | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best ID prefixes of length ``level`` -> (trie node ids at depth ``level`` (n, beam_size) int64,
-        log-probs (n, beam_size) float32), -1 / -inf padded. ``trie.docs_under(node, level)`` lists their documents."""
+        log-probs (n, beam_size) float32), -1 / -inf padded. ``trie.docs_under(node, level)`` lists their documents.
+        ``memories`` as in ``search``."""
         self.trie.to(self.device)
         nodes, scores = [], []
-        for start in range(0, len(queries), batch_size):
-            memory, mask = self._memory(queries[start : start + batch_size])
+        for memory, mask in self._memories(queries, batch_size, memories):
             with stage("decode"):
                 res = prefix_beam_search(self.model.decoder, memory, mask, self.trie, level=level, beam_size=beam_size)
                 nodes.append(res.nodes.cpu().numpy())

@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,9 @@ from genir.embed import Embedder, same_model, weights_sha256
 from genir.ranking import finalize
 from genir.store import open_version, read_manifest, write_version
 from genir.timing import collect, stage
+
+if TYPE_CHECKING:
+    from genir.generative import Memories
 
 logger = logging.getLogger(__name__)
 
@@ -237,14 +240,15 @@ class GenerativeIndex:
     def _search_model(self, queries: list[str], k: int, *, mode: str) -> SearchResult:
         from genir import hybrid
 
-        gen = self._generate(queries)
         if mode == "generative":
+            gen = self._generate(queries)
             with stage("fusion"):
                 scores, idx = finalize(gen[1], gen[0], k, self.deleted)
             return SearchResult(idx, scores, ["generative"] * len(queries))
         cfg = self.cfg.hybrid
-        q_emb = self._encode(queries)
-        prefixes = self._prefixes(queries, q_emb, (cfg.prefix_level,)) if cfg.method == "prefix_dense" else None
+        q_emb, memories = self.semantic.encode_queries(queries, self.embedder, batch_size=self.cfg.decode.batch_size)
+        gen = self._generate(queries, memories)
+        prefixes = self._prefixes(queries, q_emb, (cfg.prefix_level,), memories) if cfg.method == "prefix_dense" else None
         base = self._base_rankings(queries, q_emb, k)
         with stage("fusion"):
             idx, scores, path = hybrid.apply(cfg, {"generative": gen, **base}, k=k, unseen=self.semantic.unseen(),
@@ -256,11 +260,11 @@ class GenerativeIndex:
         with stage("encode"):
             return self.embedder.encode(queries)
 
-    def _generate(self, queries: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Constrained beam search: (doc_idx (q, beam), log-probs (q, beam))."""
+    def _generate(self, queries: list[str], memories: Memories | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Constrained beam search: (doc_idx (q, beam), log-probs (q, beam)); memories from SemanticLayer.encode_queries."""
         dc = self.cfg.decode
         return self.semantic.retriever.search(queries, k=dc.beam_size, beam_size=dc.beam_size,
-                                              renormalize=dc.renormalize, batch_size=dc.batch_size)
+                                              renormalize=dc.renormalize, batch_size=dc.batch_size, memories=memories)
 
     def _base_rankings(self, queries: list[str], q_emb: np.ndarray, k: int, *, depth: int = 100) -> dict:
         """The fallback rankings every fusion reads: {"dense", "bm25"}, ``max(depth, k)`` deep."""
@@ -271,13 +275,14 @@ class GenerativeIndex:
             bs, bi = self.bm25.search(queries, depth, deleted=self.deleted)
         return {"dense": (di, ds), "bm25": (bi, bs)}
 
-    def _prefixes(self, queries: list[str], q_emb: np.ndarray, levels: Sequence[int]):
+    def _prefixes(self, queries: list[str], q_emb: np.ndarray, levels: Sequence[int], memories: Memories | None = None):
         """GDR inputs (genir.hybrid.Prefixes): the documents under each query's generated prefixes per level."""
         from genir.hybrid import Prefixes
 
-        beam = self.cfg.decode.beam_size
-        return Prefixes({lv: self.semantic.prefix_docs(queries, level=lv, beam_size=beam) for lv in levels},
-                        q_emb, self.embeddings)
+        dc = self.cfg.decode
+        docs = {lv: self.semantic.prefix_docs(queries, level=lv, beam_size=dc.beam_size, batch_size=dc.batch_size,
+                                              memories=memories) for lv in levels}
+        return Prefixes(docs, q_emb, self.embeddings)
 
     def tune(self, queries: Queries, qrels: Qrels, *, k: int = 10) -> dict:
         """Choose the hybrid fusion on DEVELOPMENT queries (never test) and serve it (``cfg.hybrid``).
@@ -290,9 +295,9 @@ class GenerativeIndex:
         check_mode("hybrid", self.modes)
         started = time.perf_counter()
         texts, qids = queries.texts, queries.query_ids
-        q_emb = self.embedder.encode(texts)
-        rankings = {"generative": self._generate(texts), **self._base_rankings(texts, q_emb, k)}
-        prefixes = self._prefixes(texts, q_emb, range(1, self.semantic.trie.num_levels))
+        q_emb, memories = self.semantic.encode_queries(texts, self.embedder, batch_size=self.cfg.decode.batch_size)
+        rankings = {"generative": self._generate(texts, memories), **self._base_rankings(texts, q_emb, k)}
+        prefixes = self._prefixes(texts, q_emb, range(1, self.semantic.trie.num_levels), memories)
         candidates: dict[str, float] = {}
         best = hybrid.tune(rankings, qrels, qids, self._doc_ids, k=k, base=self.cfg.hybrid,
                            unseen=self.semantic.unseen(), prefixes=prefixes, report=candidates)

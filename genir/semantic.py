@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from genir.config import HybridConfig, IndexConfig, from_dict, to_dict
 from genir.data.types import Corpus, Qrels, Queries
-from genir.generative import GenerativeRetriever
+from genir.embed import Embedder, mean_pooled, same_model
+from genir.generative import GenerativeRetriever, Memories
 from genir.ids import add_suffix, load_codec, make_codec
 from genir.pseudo import corpus_mix
 from genir.timing import stage
@@ -109,6 +111,29 @@ class SemanticLayer:
         self.trie.add(new_ids, new_idx)
         self.ids = np.concatenate([self.ids, new_ids])
 
+    def encode_queries(self, queries: list[str], embedder: Embedder, *,
+                       batch_size: int) -> tuple[np.ndarray, Memories | None]:
+        """Query embeddings (q, d) float32 for the dense side and, when one MiniLM pass can serve both
+        (``shares_query_pass``), the decoder's (memory, mask) per batch of ``batch_size`` queries; None when the
+        decoder must encode them itself. Timed as "encode" either way.
+
+        Shared, an embedding is ``embedder.pool`` of the decoder's token states, except for queries that filled the
+        text encoder's token limit (or the embedder's, if lower): those may be truncated differently by the two, so
+        they come from ``embedder.encode`` (a second pass for those queries only)."""
+        with stage("encode"):
+            if not shares_query_pass(embedder, self.retriever):
+                return embedder.encode(queries), None
+            encoder = self.retriever.model.encoder
+            memories = [encoder(queries[s : s + batch_size]) for s in range(0, len(queries), batch_size)]
+            if not memories:
+                return np.zeros((0, embedder.dim), dtype=np.float32), memories
+            emb = np.concatenate([embedder.pool(states, mask) for states, mask in memories])
+            lengths = torch.cat([mask.sum(1) for _, mask in memories]).cpu().numpy()
+            cut = np.flatnonzero(lengths >= min(encoder.max_tokens, embedder.cfg.max_seq_length))
+            if len(cut):
+                emb[cut] = embedder.encode([queries[i] for i in cut])
+            return emb, memories
+
     def unseen(self) -> np.ndarray:
         """Per doc_idx: True for documents added after the model was trained (it never saw their IDs)."""
         mask = np.zeros(len(self.ids), dtype=bool)
@@ -118,10 +143,12 @@ class SemanticLayer:
     def remove(self, idx: np.ndarray) -> None:
         self.trie.remove(idx)
 
-    def prefix_docs(self, queries: list[str], *, level: int, beam_size: int) -> list[np.ndarray]:
+    def prefix_docs(self, queries: list[str], *, level: int, beam_size: int, batch_size: int = 64,
+                    memories: Memories | None = None) -> list[np.ndarray]:
         """GDR candidates: per query, the doc_idx (int64) under its ``beam_size`` best generated ID prefixes of
-        length ``level``, prefix by prefix in beam order."""
-        nodes, _ = self.retriever.search_prefixes(queries, level=level, beam_size=beam_size)
+        length ``level``, prefix by prefix in beam order. ``memories``: as GenerativeRetriever.search's."""
+        nodes, _ = self.retriever.search_prefixes(queries, level=level, beam_size=beam_size, batch_size=batch_size,
+                                                  memories=memories)
         empty = [np.zeros(0, np.int64)]
         with stage("prefix"):
             return [np.concatenate([self.trie.docs_under(int(n), level) for n in row if n >= 0] or empty)
@@ -196,6 +223,20 @@ def check_decoded_ids(codes: np.ndarray, doc_idx: np.ndarray, ids: np.ndarray, *
     live = in_table if deleted is None else in_table & ~np.asarray(deleted, dtype=bool)[row]
     same = (ids[row] == codes).all(axis=2) if num_docs else np.zeros_like(live)
     return IdCheck(outputs=int(returned.sum()), valid=int((returned & live & same).sum()))
+
+
+def shares_query_pass(embedder: Embedder, retriever: GenerativeRetriever) -> bool:
+    """True when the retriever's text encoder computes exactly what the embedder pools: a frozen encoder (no
+    trainable top layers, so its token states are MiniLM's last hidden states) that is the embedding model's own
+    transformer (same weights, same loaded module), a mean-pooled SentenceTransformer (``mean_pooled``) without a
+    default prompt, and one compute precision for both. Then a query's embedding is the masked mean of the decoder's memory, and one MiniLM
+    pass serves both (issue 16: the two passes were half of a hybrid query's latency)."""
+    cfg, encoder = retriever.model.cfg, retriever.model.encoder
+    return (cfg.trainable_encoder_layers == 0 and len(encoder.top_layers) == 0
+            and same_model(cfg.encoder, embedder.cfg.model)
+            and encoder.bert is getattr(embedder.model[0], "auto_model", None)
+            and mean_pooled(list(embedder.model)) and not getattr(embedder.model, "default_prompt_name", None)
+            and embedder.precision == encoder.precision)
 
 
 def _stats_line(stats: dict) -> str:

@@ -10,7 +10,7 @@ its Python code waited, so GPU work lands on the stage that copies results back 
     from genir.timing import collect
     with collect() as seconds:
         index.search(["what is dark matter"], 10, mode="hybrid")
-    # seconds == {"encode": ..., "encode_memory": ..., "decode": ..., "dense": ..., "bm25": ..., "fusion": ...}
+    # seconds == {"encode": ..., "decode": ..., "dense": ..., "bm25": ..., "fusion": ...} (one shared MiniLM pass)
 """
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ from typing import Iterator
 
 # The stage names the search path marks (genir.index, genir.generative, genir.semantic):
 STAGES = (
-    "encode",  # pooled query embedding (the Embedder, one MiniLM pass) for dense search, RRF, fusion and GDR
-    "encode_memory",  # MiniLM token states of the queries that the ID decoder reads (its own pass)
+    # query embedding (one MiniLM pass) for dense search, RRF, fusion and GDR; in hybrid search, where one pass can
+    # serve both (genir.semantic.shares_query_pass), also the token states the ID decoder reads
+    "encode",
+    "encode_memory",  # MiniLM token states of the queries that the ID decoder reads, when it runs its own pass
     "decode",  # trie-constrained beam search (full IDs, and ID prefixes for GDR)
     "dense",  # FAISS search
     "bm25",  # BM25 search

@@ -210,7 +210,7 @@ STAGES_BY_MODE = {  # the stages genir.timing must see for one search in each mo
     "bm25": {"bm25"},
     "rrf": {"encode", "dense", "bm25", "fusion"},
     "generative": {"encode_memory", "decode", "fusion"},
-    "hybrid": {"encode", "encode_memory", "decode", "dense", "bm25", "fusion"},
+    "hybrid": {"encode", "decode", "dense", "bm25", "fusion"},  # one MiniLM pass, "encode", serves both (default: shared)
 }
 
 
