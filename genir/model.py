@@ -73,8 +73,18 @@ class _DecoderLayer(nn.Module):
         b, h, n, dh = x.shape
         return x.transpose(1, 2).reshape(b, n, h * dh)
 
-    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
-        k, v = self.cross_kv(memory).chunk(2, dim=-1)
+    def memory_kv(self, memory: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Cross-attention K/V of ``memory`` (B, S, d). With ``mask`` (B, S) bool, only the real positions are
+        projected and padding gets zeros: attention never reads padded keys, so the output is the same, and
+        batches padded to their longest text (most of a training step's matmuls) cost their real tokens only."""
+        if mask is None or bool(mask.all()):
+            kv = self.cross_kv(memory)
+        else:
+            b, n, d = memory.shape
+            real = mask.reshape(-1).nonzero().squeeze(1)
+            kv = self.cross_kv(memory.reshape(b * n, d).index_select(0, real))
+            kv = kv.new_zeros(b * n, kv.shape[1]).index_copy(0, real, kv).view(b, n, -1)
+        k, v = kv.chunk(2, dim=-1)
         return self._heads(k), self._heads(v)
 
     def _cross(self, x: Tensor, k: Tensor, v: Tensor, mem_mask: Tensor) -> Tensor:
@@ -156,7 +166,7 @@ class IdDecoder(nn.Module):
             memory = torch.cat([pooled, memory], dim=1)
             memory_mask = torch.cat([torch.ones_like(memory_mask[:, :1]), memory_mask], dim=1)
         mem = self.mem_proj(memory)
-        kv = [layer.memory_kv(mem) for layer in self.layers]
+        kv = [layer.memory_kv(mem, memory_mask) for layer in self.layers]
         return [k for k, _ in kv], [v for _, v in kv], memory_mask[:, None, None, :]
 
     def forward(self, memory: Tensor, memory_mask: Tensor, codes: Tensor) -> list[Tensor]:

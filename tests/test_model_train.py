@@ -220,7 +220,7 @@ def test_text_encoder_states_equal_a_plain_transformers_forward(trainable_layers
     # plus trainable top, must give what the model's own forward gives with the same attention mask
     from genir.model import TextEncoder
 
-    enc = TextEncoder(trainable_layers=trainable_layers)
+    enc = TextEncoder(trainable_layers=trainable_layers, precision="fp32")  # bf16: tests/test_precision.py
     texts = ["vitamin d", "does vitamin d supplementation lower fracture risk in older adults", "x y z"]
     states, mask = enc(texts)
     ids, ref_mask = enc.tokenize(texts)
@@ -262,7 +262,8 @@ def test_text_encoder_is_the_embedding_model_loaded_once_and_unchanged():
     from genir.model import TextEncoder
 
     embedder = Embedder(device="cpu")
-    frozen, tuned = TextEncoder(), TextEncoder(trainable_layers=1)
+    # fp32: these are compared exactly with a plain float32 forward (bf16 is tests/test_precision.py's)
+    frozen, tuned = TextEncoder(precision="fp32"), TextEncoder(trainable_layers=1, precision="fp32")
     st = embedder.model[0]
     assert frozen.bert is st.auto_model and frozen.tokenizer is st.tokenizer  # not a second MiniLM in memory
     assert tuned.bert is not st.auto_model  # fine-tuning must never move the embeddings
@@ -276,3 +277,30 @@ def test_text_encoder_is_the_embedding_model_loaded_once_and_unchanged():
         ref = old(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
     torch.testing.assert_close(states[mask], ref[mask], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(tuned(texts)[0][mask], ref[mask], rtol=1e-5, atol=1e-5)
+
+
+def test_cross_attention_projects_only_real_memory_tokens_and_gives_the_padded_result():
+    # memory_kv with the mask projects the real positions only (padding gets zero K/V, which attention never
+    # reads): the loss and every gradient equal the all-positions projection's, on a batch with padding
+    torch.manual_seed(0)
+    dec = IdDecoder((16, 16, 4), d_model=32, n_layers=2, n_heads=4, d_mem=32, dropout=0.0)
+    memory = torch.randn(6, 9, 32)
+    mask = torch.arange(9)[None] < torch.tensor([9, 1, 4, 7, 2, 9])[:, None]
+    codes = torch.stack([torch.randint(0, v, (6,)) for v in (16, 16, 4)], 1)
+    calls = []
+    layer = dec.layers[0]
+    original = layer.cross_kv.forward
+    layer.cross_kv.forward = lambda x: calls.append(x.shape[0] if x.dim() == 2 else x.shape[0] * x.shape[1]) or original(x)
+    loss = dec.loss(memory, mask, codes)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in dec.named_parameters()}
+    assert calls == [int(mask.sum())]  # 39 real positions projected, not 6 x 9 = 54
+    dec.zero_grad()
+    full = dec.loss(memory, torch.ones_like(mask), codes)  # sanity: all positions real is a different input
+    assert not torch.allclose(full, loss)
+    dec.zero_grad()
+    ks, vs, m = dec._memory(memory, mask)
+    ref = dec.layers[0].cross_kv(memory)  # the all-positions projection
+    k_ref, _ = ref.chunk(2, dim=-1)
+    torch.testing.assert_close(ks[0].transpose(1, 2).reshape(6, 9, 32)[mask], k_ref[mask])
+    assert grads and all(torch.isfinite(g).all() for g in grads.values())
