@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -44,18 +43,6 @@ VARIANTS = ("torch-fp32", "torch-bf16", "torch-int8", "onnx-fp32", "onnx-int8")
 StatesFn = Callable[[list[str], int], tuple[torch.Tensor, torch.Tensor]]
 
 
-class _Frozen(torch.nn.Module):
-    """The encoder forward genir runs (TextEncoder.frozen_states without autocast), as a module to export."""
-
-    def __init__(self, te: TextEncoder) -> None:
-        super().__init__()
-        self.te = te
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.te.bert.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
-        return self.te._run(self.te.bert.encoder.layer, h, mask)
-
-
 def _torch_fn(te: TextEncoder) -> StatesFn:
     def run(texts: list[str], max_tokens: int):
         te.max_tokens = max_tokens
@@ -64,32 +51,23 @@ def _torch_fn(te: TextEncoder) -> StatesFn:
 
 
 def _onnx_fns(te: TextEncoder, cache: Path, threads: int) -> dict[str, StatesFn]:
-    import onnxruntime as ort
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """ONNX Runtime float32 and int8 (genir.onnx_encoder's export and quantisation, into ``cache``)."""
+    from genir.onnx_encoder import OnnxEncoder, export, quantize
 
     cache.mkdir(parents=True, exist_ok=True)
     fp32, int8 = cache / "minilm-fp32.onnx", cache / "minilm-int8.onnx"
     if not fp32.exists():
-        ids, mask = te.tokenize(["an example sentence to trace", "another"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-            torch.onnx.export(_Frozen(te).eval(), (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"],
-                              output_names=["states"], opset_version=17, dynamo=False,
-                              dynamic_axes={n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "states")})
+        export(te.bert, te.tokenizer, fp32)
     if not int8.exists():
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+        quantize(fp32, int8)
     fns = {}
     for name, path in (("onnx-fp32", fp32), ("onnx-int8", int8)):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        session = OnnxEncoder(path, threads=threads)
 
-        def run(texts: list[str], max_tokens: int, sess=sess):
+        def run(texts: list[str], max_tokens: int, session=session):
             te.max_tokens = max_tokens
             ids, mask = te.tokenize(texts)
-            out = sess.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
-            return torch.from_numpy(out), mask
+            return session.states(ids, mask), mask
         fns[name] = run
     return fns
 

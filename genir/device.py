@@ -31,7 +31,7 @@ COLLECTIVE_TIMEOUT = timedelta(hours=2)
 _left_group = False  # set by shutdown_distributed: a finished process never re-joins (the others are gone)
 
 
-PRECISIONS = ("auto", "fp32", "bf16")  # compute precision of the MiniLM forward passes (EmbedConfig, ModelConfig)
+PRECISIONS = ("auto", "fp32", "bf16", "int8")  # of the MiniLM forward passes (EmbedConfig, ModelConfig); int8: ONNX
 
 
 def bf16_is_fast(device: torch.device) -> bool:
@@ -56,9 +56,9 @@ def autocast(device: torch.device, *, enabled: bool) -> contextlib.AbstractConte
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """``auto | fp32 | bf16`` -> ``fp32 | bf16`` for the text encoder on ``device``.
+    """``auto | fp32 | bf16 | int8`` -> ``fp32 | bf16 | int8`` for the text encoder on ``device``.
 
-    ``auto`` is bf16 on a CPU with native bf16 (AVX512-BF16: ~1.9x the float32 MiniLM throughput here at a
+    ``auto`` is bf16 on a CPU with native bf16 (AVX512-BF16: 1.7x the float32 MiniLM throughput here at a
     cosine of 0.99998 to the float32 vectors, eval/results/encoder-cpu.json) and float32 elsewhere: on CUDA
     the float32 torch path stays, and where bf16 would be emulated it is slower. ``bf16`` where it is not fast
     is refused rather than silently slow."""
@@ -69,6 +69,15 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         return "bf16" if device.type == "cpu" and bf16_is_fast(device) else "fp32"
     if precision == "bf16" and not bf16_is_fast(device):
         raise ValueError(f"precision 'bf16' is not fast on {device} (no native bfloat16): use 'fp32' or 'auto'")
+    if precision == "int8":  # ONNX Runtime's CPU path (genir.onnx_encoder), opt-in
+        if device.type != "cpu":
+            raise ValueError(f"precision 'int8' is the ONNX Runtime CPU path; on {device} use 'fp32' or 'auto'")
+        from genir.onnx_encoder import check_available
+
+        try:
+            check_available()
+        except ImportError as exc:
+            raise ValueError(str(exc)) from None
     return precision
 
 

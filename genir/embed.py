@@ -203,6 +203,15 @@ class Embedder:
 
         model = self.model
         model.max_seq_length = self.cfg.max_seq_length  # the loaded model is shared: set it for this encoder's calls
+        if self.precision == "int8":  # ONNX Runtime: the transformer there, the same pooling here
+            from genir.onnx_encoder import onnx_encoder
+
+            if not mean_pooled(list(model)):
+                raise ValueError(f"precision 'int8' needs a mean-pooled model (Transformer -> Pooling(mean)); "
+                                 f"{self.cfg.model!r} is not: use 'fp32' or 'bf16'")
+            tok = model.tokenize(texts)
+            ids, mask = tok["input_ids"], tok["attention_mask"].bool()
+            return self.pool(onnx_encoder(self.cfg.model).states(ids, mask), mask)
         with encoder_autocast(self.precision, self.device):
             emb = model.encode(texts, batch_size=len(texts), normalize_embeddings=self.cfg.normalize,
                                convert_to_tensor=True, show_progress_bar=False)

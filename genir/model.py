@@ -241,6 +241,10 @@ class TextEncoder(nn.Module):
 
         # the frozen part runs in this precision (bf16 autocast on a CPU with native bf16); its output is float32
         self.precision = resolve_precision(precision, device)
+        self.name = name
+        if self.precision == "int8" and trainable_layers:
+            raise ValueError("precision 'int8' runs the whole encoder on ONNX Runtime: it needs "
+                             "trainable_encoder_layers 0 (or use 'fp32' / 'bf16')")
 
         bert, self.tokenizer = text_encoder_parts(name, str(device))
         n_layers = bert.config.num_hidden_layers
@@ -292,6 +296,10 @@ class TextEncoder(nn.Module):
         from genir.device import encoder_autocast
 
         ids, mask = self.tokenize(texts, device)
+        if self.precision == "int8":  # every layer frozen: the whole forward on ONNX Runtime (genir.onnx_encoder)
+            from genir.onnx_encoder import onnx_encoder
+
+            return onnx_encoder(self.name).states(ids, mask).to(ids.device), mask
         with encoder_autocast(self.precision, ids.device):
             h = self.bert.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
             h = self._run(self.bert.encoder.layer[: self.split], h, mask)

@@ -52,3 +52,41 @@ def test_bf16_embeddings_and_states_equal_fp32_within_noise_and_are_cached_apart
     assert s16.dtype == torch.float32 and torch.equal(m32, m16)
     tok_cos = torch.nn.functional.cosine_similarity(s32[m32], s16[m16], dim=-1)
     assert tok_cos.min() > 0.999
+
+
+def test_int8_onnx_is_exported_once_into_the_cache_and_stays_close_to_fp32(tmp_path, monkeypatch):
+    """precision 'int8': exported locally from the loaded weights, quantised, cached under $GENIR_CACHE and
+    reused (no second export); embeddings and encoder states stay close to the float32 torch path."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import genir.onnx_encoder as ox
+
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path))
+    ox.onnx_encoder.cache_clear()
+    exports = []
+    real_export = ox.export
+    monkeypatch.setattr(ox, "export", lambda *a, **k: exports.append(a[-1]) or real_export(*a, **k))
+    int8 = Embedder(EmbedConfig(precision="int8"), device="cpu")
+    b = int8.encode(TEXTS)
+    files = sorted(p.name for p in (tmp_path / "onnx").iterdir())
+    assert len(exports) == 1 and len(files) == 2 and files[1].endswith("-int8.onnx") and files[0].endswith("-fp32.onnx")
+    a = Embedder(EmbedConfig(precision="fp32"), device="cpu").encode(TEXTS)
+    cos = (a * b).sum(1)
+    assert cos.min() > 0.97 and not np.array_equal(a, b)  # int8 really ran, and stayed close
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    s32, m32 = TextEncoder(precision="fp32").frozen_states(TEXTS)
+    s8, m8 = TextEncoder(precision="int8").frozen_states(TEXTS)
+    assert torch.equal(m32, m8) and s8.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(s32[m32], s8[m8], dim=-1).mean() > 0.97
+    ox.onnx_encoder.cache_clear()  # a new process: the cached files are reused, nothing is exported again
+    Embedder(EmbedConfig(precision="int8"), device="cpu").encode(TEXTS[:1])
+    assert len(exports) == 1
+    ox.onnx_encoder.cache_clear()
+
+
+def test_int8_is_refused_where_it_cannot_run():
+    with pytest.raises(ValueError, match="ONNX Runtime CPU path"):
+        resolve_precision("int8", "cuda")
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(ValueError, match="trainable_encoder_layers 0"):
+        TextEncoder(trainable_layers=1, precision="int8")
