@@ -19,6 +19,10 @@ from scipy.sparse.linalg import svds
 
 from genir.config import EmbedConfig
 
+# Item texts are embedded once per build and per added item: float32, as before the CPU bf16 default, so a
+# recommendation index (its item vectors, IDs and results) is the same whatever CPU builds or extends it.
+ITEM_EMBED = EmbedConfig(precision="fp32")
+
 logger = logging.getLogger(__name__)
 
 SOURCES = ("auto", "text", "cooc", "text+cooc")
@@ -36,7 +40,7 @@ def resolve_source(source: str, texts: list[str]) -> str:
     return source
 
 
-def text_embeddings(texts: list[str], *, embed: EmbedConfig = EmbedConfig(), device: str = "auto",
+def text_embeddings(texts: list[str], *, embed: EmbedConfig = ITEM_EMBED, device: str = "auto",
                     progress: bool | None = None) -> np.ndarray:
     """(n, 384) float32 unit-norm MiniLM vectors, computed on ``device``; each distinct text is encoded once."""
     from genir.embed import Embedder
@@ -146,7 +150,7 @@ class ItemVectors:
 
 
 def item_embeddings(texts: list[str], train_seqs: list[np.ndarray], *, source: str = "auto", cooc_dim: int = 64,
-                    cooc_window: int = 3, embed: EmbedConfig = EmbedConfig(), seed: int = 0, device: str = "auto",
+                    cooc_window: int = 3, embed: EmbedConfig = ITEM_EMBED, seed: int = 0, device: str = "auto",
                     progress: bool | None = None) -> ItemVectors:
     """Item vectors from the requested source ("auto": text+cooc when there is text, else cooc); text is
     embedded on ``device``."""
@@ -163,7 +167,7 @@ def item_embeddings(texts: list[str], train_seqs: list[np.ndarray], *, source: s
     return ItemVectors(source, text, cooc)
 
 
-def new_item_vectors(texts: list[str], known: ItemVectors, *, embed: EmbedConfig = EmbedConfig(),
+def new_item_vectors(texts: list[str], known: ItemVectors, *, embed: EmbedConfig = ITEM_EMBED,
                      device: str = "auto") -> np.ndarray:
     """Combined vectors (n, d) for items added after training, from their text alone (embedded on ``device``)."""
     if known.text is None:
