@@ -121,7 +121,7 @@ def cmd_dev(args) -> None:
         report = evaluate(out, data, "dev", log)
         mixes[mix] = {"index": index_facts(out), "num_queries": report["num_queries"],
                       "relevance_threshold": report["relevance_threshold"], "results": rows(report)}
-    best = max(mixes, key=lambda m: mixes[m]["results"]["generative"]["RR@10"])
+    best = max(mixes, key=lambda m: mixes[m]["results"]["generative"]["RR@10"]) if len(mixes) > 1 else None
     default = mixes.get(chosen)
     write(args.result, {
         "what": "msmarco-10k: genir index with the defaults (once per pseudo-query mix: --pseudo-mix passage and "

@@ -107,7 +107,7 @@ def msmarco(results: Path) -> Optional[list[str]]:
 
 def _mix_table(dev: dict) -> list[str]:
     """The pseudo-query mixes of one ``bench_msmarco.py dev`` run, each a build with the same other settings."""
-    if not dev.get("mixes"):
+    if len(dev.get("mixes") or {}) < 2:  # one mix built: nothing compared
         return []
     out = ["", f"Pseudo-query mixes, each a full build in the same run (the default, `auto`, resolves to "
            f"`{dev['default_mix']}` here; best on dev by {dev['mix_criterion']}: `{dev['best_mix_on_dev']}`):",
