@@ -98,20 +98,18 @@ def rows(report: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ dev
-def default_mix(data: Path) -> str:
-    """The pseudo-query mix ``TrainConfig(pseudo_mix="auto")`` resolves to for this corpus (genir.pseudo)."""
+def default_mix() -> str:
+    """The pseudo-query mix ``genir index`` uses when none is given (TrainConfig.pseudo_mix)."""
     from genir.config import TrainConfig
-    from genir.data import load_corpus
-    from genir.pseudo import corpus_mix
 
-    return corpus_mix(TrainConfig(), load_corpus(data)).pseudo_mix
+    return TrainConfig().pseudo_mix
 
 
 def cmd_dev(args) -> None:
-    """The defaults a user would type, once per pseudo-query mix (the mix is the one default the corpus shape
-    chooses: both are built with the same defaults otherwise and compared on dev, in this one run)."""
+    """The defaults a user would type, once per pseudo-query mix (every mix is built with the same defaults
+    otherwise and compared on dev, in this one run; the default mix's build is the headline)."""
     data, log = args.data / "msmarco-10k", []
-    chosen = default_mix(data)
+    chosen = default_mix()
     mixes, example = {}, None
     for mix in args.mixes:
         out = args.indexes / ("msmarco-10k-" + "-".join([mix, *[a.strip("-").replace("=", "") for a in args.index_args]]))
@@ -127,7 +125,7 @@ def cmd_dev(args) -> None:
         "what": "msmarco-10k: genir index with the defaults (once per pseudo-query mix: --pseudo-mix passage and "
                 "document, everything else default), then genir eval --split dev (20 % of the train queries, seed 0; "
                 "the model trains on the other 80 %, the fusion is tuned on dev). 'results' and 'index' are the "
-                "build with the mix the default (auto) resolves to for this corpus",
+                "build with the default mix",
         "default_mix": chosen, "best_mix_on_dev": best, "mix_criterion": "generative RR@10 on dev",
         "commands": log, "index": default and default["index"], "num_queries": default and default["num_queries"],
         "relevance_threshold": default and default["relevance_threshold"],

@@ -54,7 +54,7 @@ from genir.ids import add_suffix, make_codec
 from genir.metrics import evaluate_order
 from genir.model import Seq2SeqRetriever, TextEncoder
 from genir.provenance import provenance, write_result
-from genir.pseudo import TrainingPairs, corpus_mix, make_pairs
+from genir.pseudo import TrainingPairs, apply_mix, make_pairs
 from genir.semantic import suffix_vocab, train_pairs
 from genir.store import atomic_write, atomic_write_json
 from genir.train import default_param_groups, total_steps, train_model
@@ -97,7 +97,7 @@ def prepare(data: Path, workdir: Path, cfg: IndexConfig, device: torch.device) -
     t = time.perf_counter()
     texts, titles = corpus.table.column("text").to_pylist(), corpus.table.column("title").to_pylist()
     q_texts, q_docs = train_pairs(train.split_queries(), train.qrels, corpus.doc_ids)
-    train_cfg = corpus_mix(cfg.train, corpus)  # as genir.semantic.SemanticLayer.build resolves the mix
+    train_cfg = apply_mix(cfg.train)  # as genir.semantic.SemanticLayer.build applies the mix
     pairs = make_pairs(texts, titles, q_texts, q_docs, cfg=train_cfg)
     seconds["pairs"] = time.perf_counter() - t
     t = time.perf_counter()

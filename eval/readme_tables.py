@@ -109,8 +109,8 @@ def _mix_table(dev: dict) -> list[str]:
     """The pseudo-query mixes of one ``bench_msmarco.py dev`` run, each a build with the same other settings."""
     if len(dev.get("mixes") or {}) < 2:  # one mix built: nothing compared
         return []
-    out = ["", f"Pseudo-query mixes, each a full build in the same run (the default, `auto`, resolves to "
-           f"`{dev['default_mix']}` here; best on dev by {dev['mix_criterion']}: `{dev['best_mix_on_dev']}`):",
+    out = ["", f"Pseudo-query mixes, each a full build in the same run (the default at that commit: "
+           f"`{dev['default_mix']}`; best on dev by {dev['mix_criterion']}: `{dev['best_mix_on_dev']}`):",
            "", "| pseudo-query mix | generative RR@10 | R@1 | R@10 | hybrid RR@10 | train steps | build min |",
            "|---|---|---|---|---|---|---|"]
     for mix, row in dev["mixes"].items():

@@ -112,8 +112,8 @@ def index(
     epochs: float = typer.Option(TrainConfig.epochs, help="seq2seq training epochs over the pair mix (--task "
                                  "recommend: at most this many, RecConfig.max_epochs; early stopping may end sooner)"),
     train_batch_size: int = typer.Option(TrainConfig.batch_size, help="seq2seq training batch size"),
-    pseudo_mix: str = typer.Option(TrainConfig.pseudo_mix, help="pseudo-queries: auto | document | passage "
-                                   "(auto: passage for short untitled passages such as MS MARCO)"),
+    pseudo_mix: str = typer.Option(TrainConfig.pseudo_mix, help="pseudo-queries: document (sentences + "
+                                   "6-20-word spans) | passage (adds keyword queries, 3-10-word spans)"),
     checkpoint_every: int = typer.Option(TrainConfig.checkpoint_every, min=0,
                                          help="training steps between checkpoints in --workdir (0 = only at the end)"),
     trainable_encoder_layers: int = typer.Option(ModelConfig.trainable_encoder_layers,

@@ -21,6 +21,7 @@ NORMS = ("minmax", "zscore")  # the per-query normalisations ``tune`` tries; ``n
 SIGNALS = ("prob", "margin")
 PATHS = ("generative", "fused", "dense")
 TUNABLE = ("rrf", "interpolate", "gated")
+NEVER = 1.01  # a gate threshold no confidence (a probability or a gap of two) reaches: the fallback serves every row
 PREFIX_BONUSES = (0.1, 3.0)  # GDR grid: a nudge inside the dense ranking; prefix documents strictly first (hard GDR)
 
 
@@ -239,11 +240,13 @@ def tune(
 ) -> HybridConfig:
     """Grid-search method, weights and thresholds for nDCG@10 on DEV rankings + qrels (genir Qrels).
 
-    ``rankings``, ``unseen`` and ``prefixes`` as in ``apply``, computed on the development split only; with
-    ``prefixes`` the GDR grid (every level it holds x ``PREFIX_BONUSES``) follows ``methods``. Returns ``base``
-    with the best settings and their ``dev_ndcg10``; ties keep the earlier (simpler) candidate. ``report``, when
-    given, receives the dev nDCG@10 per candidate family: "{method} (best of grid)" for the best of ``methods``
-    and "prefix_dense level L bonus B" for each GDR setting.
+    ``rankings``, ``unseen`` and ``prefixes`` as in ``apply``, computed on the development split only. The grid
+    starts with the fallback alone (a gate no confidence reaches: dense, or RRF(dense, BM25) at each BM25
+    weight), so a fusion is served only where it beats its own fallback on dev; then ``methods``; then, with
+    ``prefixes``, GDR (every level it holds x ``PREFIX_BONUSES``). Returns ``base`` with the best settings and
+    their ``dev_ndcg10``; ties keep the earlier (simpler) candidate. ``report``, when given, receives the dev
+    nDCG@10 per candidate family: "fallback alone (best of grid)", "{method} (best of grid)" for the best of
+    ``methods`` and "prefix_dense level L bonus B" for each GDR setting.
     """
     from genir.metrics import evaluate_order
 
@@ -252,17 +255,19 @@ def tune(
         raise ValueError(f"cannot tune methods {unknown}; expected some of {TUNABLE}")
     has_bm25 = "bm25" in rankings
     bm25_w = (0.0, 0.5, 1.0) if has_bm25 else (0.0,)
+    fallback = [replace(base, method="gated", gate_signal="prob", gate_low=NEVER, gate_high=NEVER, weight_bm25=wb)
+                for wb in bm25_w]
     grid: list[HybridConfig] = []
     for method in methods:
         if method == "rrf":
             for wg, wb in itertools.product((0.25, 0.5, 1.0, 2.0), bm25_w):
                 grid.append(replace(base, method="rrf", weight_generative=wg, weight_dense=1.0, weight_bm25=wb))
         elif method == "interpolate":
-            for alpha, norm in itertools.product((0.1, 0.2, 0.3, 0.5, 0.7), NORMS):
+            for alpha, norm in itertools.product((0.05, 0.1, 0.2, 0.3, 0.5, 0.7), NORMS):
                 grid.append(replace(base, method="interpolate", alpha=alpha, norm=norm))
         else:
             for signal, low, high, wg, wb in itertools.product(
-                SIGNALS, (0.0, 0.1, 0.3), (0.5, 0.7, 0.9, 1.01), (0.5, 1.0), bm25_w
+                SIGNALS, (0.0, 0.1, 0.3), (0.5, 0.7, 0.9, NEVER), (0.5, 1.0), bm25_w
             ):
                 if low <= high:
                     grid.append(replace(base, method="gated", gate_signal=signal, gate_low=low, gate_high=high,
@@ -271,15 +276,20 @@ def tune(
            for level, bonus in itertools.product(sorted(prefixes.docs) if prefixes else (), PREFIX_BONUSES)]
     best, best_score = base, -1.0
     candidates: dict[str, float] = {}
-    for i, cfg in enumerate(grid + gdr):
+
+    def score(cfg: HybridConfig) -> float:
+        nonlocal best, best_score
         d, _, _ = apply(cfg, rankings, k=k, unseen=unseen, prefixes=prefixes)
-        score = evaluate_order(query_ids, d, doc_ids, qrels, ("nDCG@10",))["nDCG@10"]
-        if i >= len(grid):
-            candidates[f"prefix_dense level {cfg.prefix_level} bonus {cfg.prefix_bonus}"] = score
-        if score > best_score + 1e-12:
-            best, best_score = cfg, score
-        if i == len(grid) - 1:
-            candidates = {f"{best.method} (best of grid)": best_score}
+        value = evaluate_order(query_ids, d, doc_ids, qrels, ("nDCG@10",))["nDCG@10"]
+        if value > best_score + 1e-12:
+            best, best_score = cfg, value
+        return value
+
+    candidates["fallback alone (best of grid)"] = max(score(cfg) for cfg in fallback)
+    if grid:
+        candidates[f"{'/'.join(methods)} (best of grid)"] = max(score(cfg) for cfg in grid)
+    for cfg in gdr:
+        candidates[f"prefix_dense level {cfg.prefix_level} bonus {cfg.prefix_bonus}"] = score(cfg)
     if report is not None:
         report.update(candidates)
     return replace(best, dev_ndcg10=float(best_score))

@@ -19,7 +19,7 @@ from genir.data.types import Corpus, Qrels, Queries
 from genir.embed import Embedder, mean_pooled, same_model
 from genir.generative import GenerativeRetriever, Memories
 from genir.ids import add_suffix, load_codec, make_codec
-from genir.pseudo import corpus_mix
+from genir.pseudo import apply_mix
 from genir.timing import stage
 from genir.trie import IdTrie
 
@@ -91,7 +91,7 @@ class SemanticLayer:
         texts = corpus.table.column("text").to_pylist()
         titles = corpus.table.column("title").to_pylist()
         q_texts, q_docs = ([], []) if train_queries is None else train_pairs(train_queries, train_qrels, corpus.doc_ids)
-        train_cfg = corpus_mix(cfg.train, corpus)
+        train_cfg = apply_mix(cfg.train)
         logger.info("pseudo-query mix: %s", train_cfg.pseudo_mix)
         retriever = GenerativeRetriever.train(texts, titles, ids, trie, q_texts, q_docs, model_cfg=cfg.model,
                                               train_cfg=train_cfg, device=device, workdir=workdir, resume=resume,

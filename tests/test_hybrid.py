@@ -7,7 +7,7 @@ import pytest
 
 from genir.config import HybridConfig
 from genir.data.types import Qrels
-from genir.hybrid import Prefixes, apply, confidence, gated, interpolate, normalize, prefix_then_dense, rrf, tune
+from genir.hybrid import NEVER, Prefixes, apply, confidence, gated, interpolate, normalize, prefix_then_dense, rrf, tune
 
 L = np.log  # generative scores are log-probabilities
 
@@ -158,7 +158,8 @@ def test_gdr_is_applied_and_tuned_here():
                 report=candidates)
     assert (best.method, best.prefix_level, best.dev_ndcg10) == ("prefix_dense", 2, pytest.approx(1.0))
     grid = [name for name in candidates if name.endswith("(best of grid)")]
-    assert len(grid) == 1 and candidates[grid[0]] < 1.0
+    assert grid == ["fallback alone (best of grid)", "rrf/interpolate/gated (best of grid)"]
+    assert max(candidates[name] for name in grid) < 1.0
     assert set(candidates) - set(grid) == {f"prefix_dense level {lv} bonus {b}" for lv in (1, 2) for b in (0.1, 3.0)}
     assert tune({"generative": gen, "dense": dense}, qrels, ["q0", "q1"], doc_ids, k=3, prefixes=prefixes) == best
     assert tune({"generative": gen, "dense": dense}, qrels, ["q0", "q1"], doc_ids, k=3).method != "prefix_dense"
@@ -169,3 +170,19 @@ def test_unseen_second_defaults_on_for_configs_saved_before_the_field():
 
     old = {k: v for k, v in to_dict(HybridConfig(method="gated")).items() if k != "unseen_second"}
     assert from_dict(HybridConfig, old).unseen_second is True
+
+
+def test_tune_serves_the_fallback_alone_when_no_fusion_beats_it():
+    # the generative ranking is wrong everywhere and dense right everywhere: no fusion can beat dense (the best
+    # ones tie it), so tuning serves dense alone (path "dense" on every row): a tie keeps the earlier fallback
+    doc_ids = [f"d{i}" for i in range(40)]
+    qids = ["q0", "q1", "q2"]
+    dense = (np.array([[10, 11, 12], [13, 14, 15], [16, 17, 18]]), np.array([[0.9, 0.5, 0.4]] * 3))
+    gen = (np.array([[20, 21], [22, 23], [24, 25]]), L(np.array([[0.99, 0.005]] * 3)))
+    qrels = Qrels(pa.table({"query_id": qids, "doc_id": ["d10", "d13", "d16"], "relevance": pa.array([1] * 3, pa.int32())}))
+    report: dict[str, float] = {}
+    cfg = tune({"generative": gen, "dense": dense}, qrels, qids, doc_ids, k=3, report=report)
+    d, _, path = apply(cfg, {"generative": gen, "dense": dense}, k=3)
+    np.testing.assert_array_equal(d, dense[0])
+    assert path.tolist() == ["dense"] * 3 and cfg.dev_ndcg10 == pytest.approx(1.0)
+    assert report["fallback alone (best of grid)"] == pytest.approx(1.0) and cfg.gate_low == cfg.gate_high == NEVER
