@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import logging
 import pstats
 import time
@@ -42,8 +41,8 @@ import numpy as np
 from genir.data import load_dataset
 from genir.data.types import Queries
 from genir.index import MODES, GenerativeIndex
-from genir.provenance import provenance, write_result
-from genir.store import atomic_write_json, current_version
+from genir.provenance import measure_resumably, partial_path, provenance, write_result
+from genir.store import current_version
 from genir.timing import STAGES, collect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,25 +224,18 @@ def main(argv: list[str] | None = None) -> None:
     settings = {"queries": args.queries, "warmup": args.warmup, "batch_size": args.batch_size, "k": K,
                 "modes": args.modes, "device": args.device, "torch_threads": torch.get_num_threads(),
                 "profile": args.profile, "dev_split": {"fraction": 0.2, "seed": 0}}
-    partial = args.out.with_suffix(".partial.json")
-    done = {}
-    if partial.exists() and not args.fresh:
-        saved = json.loads(partial.read_text())
-        if saved.get("settings") == settings:
-            done = saved["datasets"]
-            logger.info("resuming: %s already measured (%s)", sorted(done), partial)
-    for name in indexes:
-        key = f"{name}={indexes[name]}"
-        if key in done:
-            continue
-        # each entry keeps the provenance of the invocation that measured it: a resumed run's lineage
-        done[key] = {**bench_dataset(name, indexes[name], datas[name], args), "measured_by": provenance()}
-        atomic_write_json(partial, {"settings": settings, "datasets": done})
+    keys = [f"{name}={path}" for name, path in indexes.items()]
+
+    def measure(key: str) -> dict:
+        name = key.split("=", 1)[0]
+        return bench_dataset(name, indexes[name], datas[name], args)
+
+    done = measure_resumably(args.out, settings, keys, measure, fresh=args.fresh)
     result = {"benchmark": "search latency per mode (issue 16)", "settings": settings,
-              "datasets": [done[f"{n}={indexes[n]}"] for n in indexes]}
+              "datasets": [done[key] for key in keys]}
     write_result(args.out, result, started=started)
     plot(result, args.out.with_suffix(".png"))
-    partial.unlink(missing_ok=True)
+    partial_path(args.out).unlink(missing_ok=True)
     for entry in result["datasets"]:
         s = entry["single_query"]
         logger.info("%s: p50 ms %s; hybrid/dense p50 %s", entry["dataset"],

@@ -53,10 +53,10 @@ from genir.generative import CachedPairs, GenerativeRetriever, _cached_states  #
 from genir.ids import add_suffix, make_codec
 from genir.metrics import evaluate_order
 from genir.model import Seq2SeqRetriever, TextEncoder
-from genir.provenance import provenance, write_result
+from genir.provenance import measure_resumably, partial_path, provenance, write_result
 from genir.pseudo import TrainingPairs, apply_mix, make_pairs
 from genir.semantic import suffix_vocab, train_pairs
-from genir.store import atomic_write, atomic_write_json
+from genir.store import atomic_write
 from genir.train import default_param_groups, total_steps, train_model
 from genir.trie import IdTrie
 
@@ -258,19 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = {"data": str(args.data), "epochs": args.epochs, "steps": args.steps, "warmup_steps": args.warmup_steps,
                 "overrides": args.overrides, "device": str(device), "torch_threads": torch.get_num_threads(),
                 "dev_split": {"fraction": 0.2, "seed": 0}}
-    partial = args.out.with_suffix(".partial.json")
-    done: dict = {}
-    if partial.exists() and not args.fresh:
-        saved = json.loads(partial.read_text())
-        if saved.get("settings") == settings:
-            done = saved["variants"]
-            logger.info("resuming: %s already measured (%s)", sorted(done), partial)
     prep = prepare(args.data, args.workdir, cfg, device)
-    for name in args.variants:
-        if name not in done:
-            # each variant keeps the provenance of the invocation that measured it: a resumed run's lineage
-            done[name] = {**run_variant(name, prep, args, device), "measured_by": provenance()}
-            atomic_write_json(partial, {"settings": settings, "variants": done})
+    done = measure_resumably(args.out, settings, args.variants, lambda name: run_variant(name, prep, args, device),
+                             fresh=args.fresh)
     base = done.get("default", {}).get("dev_ndcg10")
     for v in done.values():
         if base is not None and "dev_ndcg10" in v:
@@ -285,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
               "variants": {n: done[n] for n in args.variants}}
     write_result(args.out, result, started=started)
     plot(result, args.out.with_suffix(".png"))
-    partial.unlink(missing_ok=True)
+    partial_path(args.out).unlink(missing_ok=True)
     logger.info("wrote %s and %s", args.out, args.out.with_suffix(".png"))
 
 

@@ -38,8 +38,8 @@ def bf16_is_fast(device: torch.device) -> bool:
     """True where bfloat16 matmuls beat float32: CUDA GPUs with bf16 support, CPUs with AVX512-BF16.
 
     On this project's CPU (AVX512-BF16): eval/results/rec-bf16-cpu.json (recommender training, 563 vs 821 ms a
-    step) and eval/results/encoder-cpu.json (MiniLM forward). With bf16 emulated (AVX2 only) a one-off run was
-    ~10x slower, so there autocast stays off.
+    step) and eval/results/encoder-cpu.json (MiniLM forward). Where bf16 is emulated (AVX2 only) it is slower than
+    float32 (no committed run measures by how much), so there autocast stays off.
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -48,8 +48,9 @@ def bf16_is_fast(device: torch.device) -> bool:
     return device.type == "cpu" and bool(probe and probe())
 
 
-def autocast(device: torch.device, *, enabled: bool) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device | str, *, enabled: bool) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on ``device``'s type when asked for and fast there; a no-op context otherwise."""
+    device = torch.device(device)
     if not (enabled and bf16_is_fast(device)):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -79,12 +80,6 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
         except ImportError as exc:
             raise ValueError(str(exc)) from None
     return precision
-
-
-def encoder_autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
-    """The autocast context of a resolved encoder precision (``resolve_precision``) on ``device``."""
-    device = torch.device(device)
-    return autocast(device, enabled=precision == "bf16")
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,7 @@ class Embedder:
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         """One batch of ``length_batches`` -> (len(texts), dim) float32, in one forward pass."""
-        from genir.device import encoder_autocast
+        from genir.device import autocast
 
         model = self.model
         model.max_seq_length = self.cfg.max_seq_length  # the loaded model is shared: set it for this encoder's calls
@@ -212,7 +212,7 @@ class Embedder:
             tok = model.tokenize(texts)
             ids, mask = tok["input_ids"], tok["attention_mask"].bool()
             return self.pool(onnx_encoder(self.cfg.model).states(ids, mask), mask)
-        with encoder_autocast(self.precision, self.device):
+        with autocast(self.device, enabled=self.precision == "bf16"):
             emb = model.encode(texts, batch_size=len(texts), normalize_embeddings=self.cfg.normalize,
                                convert_to_tensor=True, show_progress_bar=False)
         emb = emb.float().cpu().numpy()  # bf16 matmuls, float32 vectors

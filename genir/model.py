@@ -293,14 +293,14 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def frozen_states(self, texts: Sequence[str], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
         """Output of the frozen part: (B, S, dim) float, (B, S) bool."""
-        from genir.device import encoder_autocast
+        from genir.device import autocast
 
         ids, mask = self.tokenize(texts, device)
         if self.precision == "int8":  # every layer frozen: the whole forward on ONNX Runtime (genir.onnx_encoder)
             from genir.onnx_encoder import onnx_encoder
 
             return onnx_encoder(self.name).states(ids, mask).to(ids.device), mask
-        with encoder_autocast(self.precision, ids.device):
+        with autocast(ids.device, enabled=self.precision == "bf16"):
             h = self.bert.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
             h = self._run(self.bert.encoder.layer[: self.split], h, mask)
         return h.float(), mask

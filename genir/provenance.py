@@ -13,6 +13,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Callable, Sequence
 
 import genir
 
@@ -93,3 +94,33 @@ def write_result(path: Path, result: dict, *, started: dict | None = None) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_json(path, {"provenance": started or provenance(), **result})
+
+
+def measure_resumably(out: Path, settings: dict, keys: Sequence[str], measure: Callable[[str], dict], *,
+                      fresh: bool = False) -> dict[str, dict]:
+    """``{key: measure(key)}`` for ``keys``, each entry kept in OUT.partial.json as soon as it is measured, so a
+    killed run re-run with the same ``settings`` skips the finished keys (``fresh``: start over). Each entry
+    carries ``measured_by``, the provenance of the invocation that measured it: a resumed run's lineage. Delete
+    the partial file with ``partial_path(out).unlink()`` once the result is written."""
+    import json
+    import logging
+
+    from genir.store import atomic_write_json
+
+    partial = partial_path(out)
+    done: dict[str, dict] = {}
+    if partial.exists() and not fresh:
+        saved = json.loads(partial.read_text())
+        if saved.get("settings") == settings:
+            done = saved["entries"]
+            logging.getLogger(__name__).info("resuming: %s already measured (%s)", sorted(done), partial)
+    for key in keys:
+        if key not in done:
+            done[key] = {**measure(key), "measured_by": provenance()}
+            atomic_write_json(partial, {"settings": settings, "entries": done})
+    return done
+
+
+def partial_path(out: Path) -> Path:
+    """Where ``measure_resumably`` keeps the entries of an unfinished run writing ``out``."""
+    return Path(out).with_suffix(".partial.json")

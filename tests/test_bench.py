@@ -307,6 +307,28 @@ def test_scripts_write_results_whole_with_the_provenance_of_their_start(tmp_path
     assert list(tmp_path.joinpath("sub").iterdir()) == [path]  # no temp file left beside it
 
 
+def test_measure_resumably_keeps_finished_entries_with_their_lineage(tmp_path):
+    from genir.provenance import measure_resumably, partial_path
+
+    out, calls = tmp_path / "r.json", []
+
+    def measure(key):
+        calls.append(key)
+        if key == "b" and len(calls) == 2:
+            raise RuntimeError("killed")  # the first run dies on its second entry
+        return {"value": key.upper()}
+
+    with pytest.raises(RuntimeError):
+        measure_resumably(out, {"n": 1}, ["a", "b"], measure)
+    assert list(json.loads(partial_path(out).read_text())["entries"]) == ["a"]
+    done = measure_resumably(out, {"n": 1}, ["a", "b"], measure)  # the rerun skips "a"
+    assert calls == ["a", "b", "b"] and [done[k]["value"] for k in ("a", "b")] == ["A", "B"]
+    assert all("commit" in done[k]["measured_by"]["git"] for k in done)
+    measure_resumably(out, {"n": 2}, ["a"], measure)  # other settings: nothing reused
+    assert calls[-1] == "a"
+    assert measure_resumably(out, {"n": 2}, ["a"], measure, fresh=True) and calls.count("a") == 3
+
+
 def _readme_tables():
     """eval/readme_tables.py, the one generator of README's result tables (eval/ is scripts, not a package)."""
     import importlib.util
