@@ -68,10 +68,15 @@ def _job_file(path: str) -> str:
 
 
 def jobs_block(*names: str, split: str | None = None) -> Callable[[Path], Optional[list[str]]]:
-    """A block made from the summaries of the jobs ``names``; None (block left as is) until all of them ran."""
+    """A block made from the summaries of the jobs ``names`` that ran, naming the command of those that did not;
+    None (block left as is) until one of them ran."""
     def render(results: Path) -> Optional[list[str]]:
-        summaries = [_load(results / "jobs" / n / "summary.json") for n in names]
-        return None if any(s is None for s in summaries) else job_table(summaries, split=split)
+        summaries = {n: _load(results / "jobs" / n / "summary.json") for n in names}
+        ran = [s for s in summaries.values() if s is not None]
+        if not ran:
+            return None
+        missing = [f"`genir bench eval/jobs/{n}.toml`" for n, s in summaries.items() if s is None]
+        return job_table(ran, split=split) + (["", "Not run yet: " + ", ".join(missing) + "."] if missing else [])
 
     return render
 

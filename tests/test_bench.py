@@ -370,3 +370,11 @@ def test_readme_tables_rewrite_only_the_marked_block_and_refuse_a_missing_marker
     readme.write_text(text + "<!-- /table:amazon -->\n")
     assert tables.main(args[:4] + ["--block", "amazon"]) == 0 and "amazon: left as is" in capsys.readouterr().out
     assert readme.read_text() == text + "<!-- /table:amazon -->\n"
+    # one of a block's two jobs ran: its rows, and the other job's command
+    beauty = {**summary, "job": {"file": "/x/eval/jobs/amazon-beauty.toml"}}
+    (tmp_path / "results" / "jobs" / "amazon-beauty").mkdir(parents=True)
+    (tmp_path / "results" / "jobs" / "amazon-beauty" / "summary.json").write_text(json.dumps(beauty))
+    assert tables.main(args[:4] + ["--block", "amazon"]) == 0
+    block = readme.read_text().split("<!-- table:amazon -->")[1]
+    assert "`genir bench eval/jobs/amazon-beauty.toml`" in block and "| sf | base | dev | bm25 |" in block
+    assert "Not run yet: `genir bench eval/jobs/amazon-sports.toml`." in block
