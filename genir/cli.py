@@ -27,6 +27,8 @@ TASKS = ("retrieve", "recommend")
 # Errors a user can fix: reported as one line, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError,
                                                  IsADirectoryError, PermissionError, ImportError, KeyError)
+# the command line a REPORT JSON records (main() sets it; sys.argv when the app is invoked otherwise)
+COMMAND_LINE: list[str] = list(sys.argv)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -308,18 +310,19 @@ def eval_(
 
         _refuse_options(ctx, ("index_dir", "data", "split", "mode", "out", "device"), applies_to="retrieval indexes")
         report = commands.evaluate(index_dir, data=data, split=split, modes=mode or manifest_of(index_dir)["modes"],
-                                   out=out, device=device)
-        _print_report(report)
-        return
-    idx = GenerativeIndex.load(index_dir, device=device)
-    ds = _dataset(data, split, dev_fraction, seed)
-    modes = list(mode) if mode else list(idx.modes)
-    report = evaluate_index(idx, ds.split_queries(), ds.qrels, modes=modes, dataset=Path(data).name, split=split,
-                            measures=tuple(measure) if measure else DEFAULT_MEASURES, k=depth, run_dir=run_dir,
-                            rel=rel_threshold)
+                                   device=device)
+    else:
+        idx = GenerativeIndex.load(index_dir, device=device)
+        ds = _dataset(data, split, dev_fraction, seed)
+        report = evaluate_index(idx, ds.split_queries(), ds.qrels, modes=list(mode) if mode else list(idx.modes),
+                                dataset=Path(data).name, split=split, k=depth, run_dir=run_dir, rel=rel_threshold,
+                                measures=tuple(measure) if measure else DEFAULT_MEASURES)
     _print_report(report)
     if out is not None:
-        _write_json(out, report)
+        from genir.provenance import provenance, write_result
+
+        # with the command line, commit, versions and machine that produced it
+        write_result(out, report, started=provenance(COMMAND_LINE))
 
 
 def _print_report(report: dict) -> None:
@@ -333,12 +336,6 @@ def _print_report(report: dict) -> None:
     for r in report["results"]:
         table.add_row(r["mode"], *(f"{r['metrics'][n]:.4f}" for n in names), f"{r['queries_per_second']:.1f}")
     Console().print(table)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    from genir.store import atomic_write_json
-
-    atomic_write_json(Path(path), obj)
 
 
 @app.command()
@@ -451,6 +448,8 @@ def bench(
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
+    global COMMAND_LINE
+    COMMAND_LINE = ["genir", *argv] if argv is not None else list(sys.argv)
     try:
         app(args=argv)
     except USER_ERRORS as exc:

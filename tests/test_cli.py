@@ -38,6 +38,8 @@ def test_index_search_eval_beir_test_split(write_beir, tmp_path, capsys):
     assert code == 0, err
     report = json.loads(report_path.read_text())
     assert REPORT_KEYS <= set(report)
+    assert report["provenance"]["command"].split()[1:3] == ["eval", str(index_dir)]  # written with its provenance
+    assert "commit" in report["provenance"]["git"] and report["provenance"]["machine"]
     assert report["split"] == "test" and report["num_queries"] == 2
     assert [r["mode"] for r in report["results"]] == ["dense", "bm25"]
     bm25 = report["results"][1]

@@ -39,7 +39,8 @@ def test_index_recommend_evaluate(folder, tmp_path):
     assert len(commands.recommend(tmp_path / "idx", history=["i3", "i4"], k=5, mode="sasrec")) == 5
     report = commands.evaluate(tmp_path / "idx", data=folder, split="test", modes=["generative", "popular"],
                                out=tmp_path / "report.json")
-    assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(report))
+    written = json.loads((tmp_path / "report.json").read_text())
+    assert written.pop("provenance")["git"] and written == json.loads(json.dumps(report))
     assert set(report) == {"dataset", "split", "num_queries", "results", "genir_version", "config"}
     assert report["split"] == "test" and report["num_queries"] == 80 and report["dataset"] == folder.name
     assert [r["mode"] for r in report["results"]] == ["generative", "popular"]

@@ -59,7 +59,7 @@ def evaluate(index_dir: str | Path, *, data: str | Path, split: str = "test", mo
     rec = Recommender.load(Path(index_dir), device=device)
     report = rec.evaluate(split, modes=modes, sequences=load_sequences(Path(data)))
     if out is not None:
-        from genir.store import atomic_write_json
+        from genir.provenance import write_result
 
-        atomic_write_json(Path(out), report)
+        write_result(Path(out), report)  # with the command line, commit, versions and machine that produced it
     return report
