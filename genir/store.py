@@ -89,11 +89,12 @@ def atomic_write(path: Path, write: Callable[[Path], Any], *, directory: bool = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+        tmp = temp_dir(path.parent, prefix=f".tmp-{path.name}-")
     else:
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; the result gets the mode open() would give
     try:
         write(tmp)
         for f in sorted(tmp.rglob("*")) if directory else [tmp]:
@@ -108,6 +109,20 @@ def atomic_write(path: Path, write: Callable[[Path], Any], *, directory: bool = 
         raise
     fsync_dir(path.parent)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_dir(parent: Path, *, prefix: str) -> Path:
+    """A new empty folder in ``parent`` (tempfile.mkdtemp) with the mode mkdir would give it, not mkdtemp's 0700:
+    an index or result written through it stays readable by whoever may read ``parent``."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
 
 
 def atomic_write_text(path: Path, text: str, *, before_replace: Callable[[], None] | None = None) -> Path:
@@ -247,12 +262,12 @@ def write_version(path: Path, write: Callable[[Path], dict[str, Any]]) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     # A first build happens entirely in a sibling folder renamed into place at the end, so a crash
     # never leaves a half-made INDEX_DIR behind.
-    root = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent)) if fresh else path
+    root = temp_dir(parent, prefix=f".{path.name}.tmp-") if fresh else path
     try:
         existing = sorted(p.name for p in root.glob("v[0-9]*") if p.is_dir())
         number = int(existing[-1][1:]) + 1 if existing else 1
         name = f"v{number:06d}"
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
+        staging = temp_dir(root, prefix=f".{name}.tmp-")
         crash_point("write files")
         manifest = write(staging)
         _finish_version(staging, manifest)

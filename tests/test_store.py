@@ -143,13 +143,13 @@ def test_every_writer_goes_through_atomic_write(tmp_path, monkeypatch):
     import pyarrow as pa
 
     from genir import store
-    from genir.cli import _write_json
     from genir.data.store import write_parquet
     from genir.metrics import write_trec_run
+    from genir.provenance import write_result  # genir eval --out's report writer
 
     write_trec_run({"q": {"d": 1.0}}, tmp_path / "run.trec")
     write_parquet(pa.table({"a": [1]}), tmp_path / "t.parquet")
-    _write_json(tmp_path / "r.json", {"a": 1})
+    write_result(tmp_path / "r.json", {"a": 1})
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     real = store.atomic_write
 
@@ -162,7 +162,26 @@ def test_every_writer_goes_through_atomic_write(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "atomic_write", failing)
     for call in (lambda: write_trec_run({"q": {"e": 2.0}}, tmp_path / "run.trec"),
                  lambda: write_parquet(pa.table({"a": [2]}), tmp_path / "t.parquet"),
-                 lambda: _write_json(tmp_path / "r.json", {"a": 2})):
+                 lambda: write_result(tmp_path / "r.json", {"a": 2})):
         with pytest.raises(OSError, match="no space"):
             call()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_written_index_and_files_get_the_modes_of_a_plain_mkdir_and_open(tmp_path):
+    # mkdtemp / mkstemp make 0700 / 0600: an index served by another account would be unreadable
+    import os
+    import stat
+
+    from genir.store import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "idx"
+        version = write_version(path, _writer(b"x"))
+        report = atomic_write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (path, version, version / "manifest.json",
+                                                                path / "CURRENT", report)}
+    assert modes == {path.name: 0o755, version.name: 0o755, "manifest.json": 0o644, "CURRENT": 0o644, "r.json": 0o644}
