@@ -94,7 +94,7 @@ def atomic_write(path: Path, write: Callable[[Path], Any], *, directory: bool = 
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
         os.close(fd)
         tmp = Path(name)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; the result gets the mode open() would give
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600; the result gets the mode open() would give
     try:
         write(tmp)
         for f in sorted(tmp.rglob("*")) if directory else [tmp]:
@@ -111,17 +111,20 @@ def atomic_write(path: Path, write: Callable[[Path], Any], *, directory: bool = 
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: done once, at import, before any thread writes
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def temp_dir(parent: Path, *, prefix: str) -> Path:
     """A new empty folder in ``parent`` (tempfile.mkdtemp) with the mode mkdir would give it, not mkdtemp's 0700:
     an index or result written through it stays readable by whoever may read ``parent``."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    os.chmod(tmp, 0o777 & ~_UMASK)
     return tmp
 
 

@@ -168,20 +168,17 @@ def test_every_writer_goes_through_atomic_write(tmp_path, monkeypatch):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
-def test_written_index_and_files_get_the_modes_of_a_plain_mkdir_and_open(tmp_path):
+def test_written_index_and_files_get_the_modes_of_a_plain_mkdir_and_open(tmp_path, monkeypatch):
     # mkdtemp / mkstemp make 0700 / 0600: an index served by another account would be unreadable
-    import os
     import stat
 
+    from genir import store
     from genir.store import atomic_write_json
 
-    old = os.umask(0o022)
-    try:
-        path = tmp_path / "idx"
-        version = write_version(path, _writer(b"x"))
-        report = atomic_write_json(tmp_path / "r.json", {"a": 1})
-    finally:
-        os.umask(old)
+    monkeypatch.setattr(store, "_UMASK", 0o022)  # the process umask, read once at import
+    path = tmp_path / "idx"
+    version = write_version(path, _writer(b"x"))
+    report = atomic_write_json(tmp_path / "r.json", {"a": 1})
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (path, version, version / "manifest.json",
                                                                 path / "CURRENT", report)}
     assert modes == {path.name: 0o755, version.name: 0o755, "manifest.json": 0o644, "CURRENT": 0o644, "r.json": 0o644}
