@@ -58,6 +58,7 @@ def index_facts(index_dir: Path) -> dict:
     return {
         "version": folder.name,
         "documents": manifest["counts"]["documents"],
+        "built_by": manifest.get("built_by"),  # the build's provenance: a skipped (existing) build keeps its lineage
         "build_seconds": manifest.get("build_seconds"),
         "peak_rss_mb": manifest.get("peak_rss_mb"),
         "disk_mb": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20,

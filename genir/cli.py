@@ -27,8 +27,6 @@ TASKS = ("retrieve", "recommend")
 # Errors a user can fix: reported as one line, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError,
                                                  IsADirectoryError, PermissionError, ImportError, KeyError)
-# the command line a REPORT JSON records (main() sets it; sys.argv when the app is invoked otherwise)
-COMMAND_LINE: list[str] = list(sys.argv)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -302,7 +300,7 @@ def eval_(
 ) -> None:
     """Evaluate an index on a split; prints a metrics table and writes the REPORT JSON."""
     from genir.evaluate import evaluate_index
-    from genir.index import GenerativeIndex, manifest_of
+    from genir.index import GenerativeIndex, build_record, manifest_of
     from genir.metrics import DEFAULT_MEASURES
 
     if manifest_of(index_dir).get("kind") == "recommend":
@@ -319,10 +317,10 @@ def eval_(
                                 measures=tuple(measure) if measure else DEFAULT_MEASURES)
     _print_report(report)
     if out is not None:
-        from genir.provenance import provenance, write_result
+        from genir.provenance import write_result
 
-        # with the command line, commit, versions and machine that produced it
-        write_result(out, report, started=provenance(COMMAND_LINE))
+        # with the command line, commit, versions and machine that produced it, and those of the index's build
+        write_result(out, {**report, "index": build_record(index_dir)})
 
 
 def _print_report(report: dict) -> None:
@@ -448,11 +446,14 @@ def bench(
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
-    global COMMAND_LINE
-    COMMAND_LINE = ["genir", *argv] if argv is not None else list(sys.argv)
+    from genir.provenance import set_command
+
+    previous = set_command(["genir", *argv] if argv is not None else sys.argv)
     try:
         app(args=argv)
     except USER_ERRORS as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         typer.echo(f"error: {msg}", err=True)
         sys.exit(2)
+    finally:
+        set_command(previous)

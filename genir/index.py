@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 BASE_MODES = ("dense", "bm25", "rrf")
 MODEL_MODES = ("generative", "hybrid")
 MODES = BASE_MODES + MODEL_MODES
-META_KEYS = ("build_seconds", "embedding_dim", "sources", "fusion_source")  # build facts kept across add/remove
+# build facts kept across add/remove and save/load; built_by: genir.provenance of the build (commit, command, machine)
+META_KEYS = ("build_seconds", "embedding_dim", "sources", "fusion_source", "built_by")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,9 @@ class GenerativeIndex:
         rank 0 alone builds dense and BM25 and returns the index; the other ranks return None (the caller
         then leaves the process group: genir.device.shutdown_distributed). Single process: never None."""
         from genir.device import setup_distributed
+        from genir.provenance import provenance
 
+        built_by = provenance()  # the code at the start of the build is the code that built it
         if len(corpus) == 0:
             raise ValueError("the corpus is empty; nothing to index")
         if cfg.generative and not same_model(cfg.model.encoder, cfg.embed.model):
@@ -137,7 +140,7 @@ class GenerativeIndex:
         t = time.perf_counter()
         bm25 = Bm25Index.build(corpus.passages(), cfg.bm25)
         timings["bm25"] = time.perf_counter() - t
-        meta = {"build_seconds": timings, "embedding_dim": int(emb.shape[1])}
+        meta = {"build_seconds": timings, "embedding_dim": int(emb.shape[1]), "built_by": built_by}
         return cls(cfg, corpus, emb, dense, bm25, semantic=semantic, meta=meta, device=device)
 
     @property
@@ -421,6 +424,18 @@ def manifest_of(path: Path) -> dict:
     from genir.store import current_version
 
     return read_manifest(current_version(Path(path)))
+
+
+def build_record(path: Path) -> dict:
+    """What a result evaluating the index at ``path`` records about it (retrieval or recommendation): its live
+    version, and the build's provenance (``built_by``: commit, command, machine; None for indexes written before
+    it was kept), stage seconds and peak RSS, where the served fusion came from, what a build reused."""
+    from genir.store import current_version
+
+    folder = current_version(Path(path))
+    manifest = read_manifest(folder)
+    keys = ("kind", "built_by", "build_seconds", "peak_rss_mb", "fusion_source", "reused")
+    return {"path": str(path), "version": folder.name, **{k: manifest.get(k) for k in keys}}
 
 
 def dumps(obj) -> str:

@@ -77,9 +77,22 @@ def versions() -> dict:
     return out
 
 
+_COMMAND: list[str] | None = None  # the command line genir's CLI was called with (set_command), else sys.argv
+
+
+def set_command(argv: Sequence[str] | None) -> list[str] | None:
+    """Record the command line this process runs (``genir.cli.main`` does, so results built or evaluated through
+    ``main(argv)`` name ``genir ...`` rather than the Python that called it); None forgets it. -> the previous one."""
+    global _COMMAND
+    previous, _COMMAND = _COMMAND, None if argv is None else list(argv)
+    return previous
+
+
 def provenance(argv: list[str] | None = None) -> dict:
-    """Everything above plus the command line (``sys.argv`` unless given) and the time."""
-    return {"command": " ".join(sys.argv if argv is None else argv), "git": git_state(), "versions": versions(),
+    """Everything above plus the command line (``argv``, else the one ``set_command`` recorded, else ``sys.argv``)
+    and the time."""
+    argv = argv if argv is not None else (_COMMAND if _COMMAND is not None else sys.argv)
+    return {"command": " ".join(argv), "git": git_state(), "versions": versions(),
             "machine": machine(), "env": {k: os.environ[k] for k in ENV if k in os.environ}, "utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 

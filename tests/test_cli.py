@@ -40,6 +40,11 @@ def test_index_search_eval_beir_test_split(write_beir, tmp_path, capsys):
     assert REPORT_KEYS <= set(report)
     assert report["provenance"]["command"].split()[1:3] == ["eval", str(index_dir)]  # written with its provenance
     assert "commit" in report["provenance"]["git"] and report["provenance"]["machine"]
+    # and the index's own build: which command, code and machine built the version it evaluated
+    built = report["index"]
+    assert built["path"] == str(index_dir) and built["version"] == (index_dir / "CURRENT").read_text().strip()
+    assert built["built_by"]["command"].split()[1:3] == ["index", str(data)] and "commit" in built["built_by"]["git"]
+    assert built["kind"] == "retrieval" and built["build_seconds"]["embed"] >= 0
     assert report["split"] == "test" and report["num_queries"] == 2
     assert [r["mode"] for r in report["results"]] == ["dense", "bm25"]
     bm25 = report["results"][1]

@@ -34,6 +34,12 @@ def test_index_recommend_evaluate(folder, tmp_path):
     summary = commands.index(folder, out=tmp_path / "idx", config=CFG)
     assert summary["users"] == 80 and summary["items"] == 30 and summary["modes"] == ["generative", "sasrec", "popular", "hybrid"]
     assert [p.name for p in (tmp_path / "idx.work" / "tiger").iterdir()] == ["epoch-00000002"]  # newest only
+    from genir.index import build_record
+    from genir.rec.recommender import Recommender
+
+    built = build_record(tmp_path / "idx")  # the build's provenance is kept in the manifest and read back
+    assert built["kind"] == "recommend" and "commit" in built["built_by"]["git"] and built["built_by"]["machine"]
+    assert Recommender.load(tmp_path / "idx").built_by == built["built_by"]
     recs = commands.recommend(tmp_path / "idx", user="u1", k=10)
     assert len(recs) == 10 and recs[0]["rank"] == 1 and recs[0]["text"].startswith("group")
     assert len(commands.recommend(tmp_path / "idx", history=["i3", "i4"], k=5, mode="sasrec")) == 5

@@ -79,6 +79,7 @@ class Recommender:
     popular: PopularRecommender | None = None
     reports: dict[str, dict] = field(default_factory=dict)  # per mode: training report, codec stats, seconds
     reused: dict | None = None  # what a build with reuse= took from which index (genir.rec.reuse.lineage)
+    built_by: dict | None = None  # genir.provenance of the build (commit, command, machine); None: an older index
     version: str = ""  # the index version this was loaded from ("" when built in this process)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where models and trie live (to())
 
@@ -102,8 +103,10 @@ class Recommender:
         not in ``modes`` are copied from it (genir.rec.reuse says what must match). Whenever the result holds
         both the generative model and SASRec, their ``hybrid`` fusion is tuned on the sampled validation users
         (``hybrid`` in ``modes`` asks for it: an error when one of the two would be missing)."""
+        from genir.provenance import provenance
         from genir.rec import reuse as reusing
 
+        built_by = provenance()  # the code at the start of the build is the code that built it
         modes = _check_modes(modes)
         dev = resolve_device(device)  # before any work: a bad device costs nothing
         data = Interactions.from_sequences(sequences)
@@ -117,7 +120,7 @@ class Recommender:
         threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads)
         try:
-            rec = cls(cfg=cfg, data=data, dataset=dataset, device=dev)
+            rec = cls(cfg=cfg, data=data, dataset=dataset, device=dev, built_by=built_by)
             valid = eval_queries(rec.data, "valid", max_history=cfg.max_history)
             ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
             if "popular" in modes:
@@ -291,7 +294,8 @@ class Recommender:
             self.popular.save(folder / "popular")
         return {"kind": KIND, "layout": LAYOUT, "dataset": self.dataset, "config": to_dict(self.cfg),
                 "modes": list(self.modes), "counts": {"users": self.data.num_users, "items": self.data.num_items},
-                "reports": self.reports, **({"reused": self.reused} if self.reused else {})}
+                "reports": self.reports, **({"reused": self.reused} if self.reused else {}),
+                **({"built_by": self.built_by} if self.built_by else {})}
 
     def to(self, device: str) -> "Recommender":
         """Move the models and the item trie to ``device`` (auto | cpu | cuda | cuda:N); returns self."""
@@ -332,5 +336,6 @@ class Recommender:
                              f"({LAYOUT}); upgrade genir")
         rec = cls(cfg=cfg, data=data, dataset=manifest.get("dataset", ""), generative=generative, sasrec=sasrec,
                   popular=popular, reports=manifest.get("reports", {}), reused=manifest.get("reused"),
+                  built_by=manifest.get("built_by"),
                   version=folder.name)
         return rec.to(device)
