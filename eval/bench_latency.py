@@ -11,6 +11,11 @@ For each index (an existing `genir index` folder) and its dataset's dev split as
 * batched throughput: all the queries in batches of ``--batch-size`` through ``search_arrays`` (as `genir
   eval` runs them), queries/s and the seconds per stage;
 * the issue-16 goal: hybrid single-query p50 <= 2x dense p50 of the same run (``hybrid_over_dense_p50``);
+* decoder precision side by side (``--decode-precisions``, default ``auto fp32``: bf16 autocast where the CPU has
+  native bf16, and float32): the decoding modes (generative, hybrid) are timed under each, interleaved with the
+  rest, and evaluated on the whole dev split (nDCG@10, RR@10), the same trained model either way; the first
+  precision is the one the top-level numbers (and the goal) use. Indexes saved before DecodeConfig.precision
+  existed load as float32; the bench sets the precision itself;
 * ``--profile MODE``: cProfile of one more single query in MODE per dataset, the top functions by cumulative
   time in the JSON (where the time goes when a mode is slow).
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import logging
 import pstats
 import time
@@ -40,6 +46,8 @@ import numpy as np
 
 from genir.data import load_dataset
 from genir.data.types import Queries
+from genir.device import resolve_decoder_precision
+from genir.evaluate import evaluate_index
 from genir.index import MODES, GenerativeIndex
 from genir.provenance import measure_resumably, partial_path, provenance, write_result
 from genir.store import current_version
@@ -50,6 +58,7 @@ logger = logging.getLogger("bench_latency")
 RESULTS = ROOT / "eval" / "results"
 K = 10  # hits per query, as `genir search` shows
 GOAL_RATIO = 2.0  # issue 16: hybrid single-query p50 <= 2x dense p50
+DECODING = ("generative", "hybrid")  # the modes the decoder's precision changes
 
 
 def dev_queries(data: Path, n: int, *, dev_fraction: float = 0.2, seed: int = 0) -> list[str]:
@@ -71,40 +80,67 @@ def _split(stage_seconds: dict[str, float], wall: float, count: int) -> dict[str
     return out
 
 
-def single_query(index: GenerativeIndex, queries: list[str], modes: list[str], *, warmup: int) -> dict:
-    """Each query alone, modes interleaved; per mode: wall percentiles and mean ms per stage."""
-    for q in queries[:warmup]:
-        for mode in modes:
-            index.search([q], K, mode=mode)
-    walls = {m: [] for m in modes}
-    stages: dict[str, dict[str, float]] = {m: {} for m in modes}
-    for q in queries:
-        for mode in modes:
-            with collect(stages[mode]):
-                t = time.perf_counter()
-                index.search([q], K, mode=mode)
-                walls[mode].append(time.perf_counter() - t)
-    out = {}
-    for mode in modes:
-        w = np.array(walls[mode])
-        out[mode] = {"queries": len(w), "p50_ms": _ms(np.percentile(w, 50)), "p90_ms": _ms(np.percentile(w, 90)),
-                     "p99_ms": _ms(np.percentile(w, 99)), "mean_ms": _ms(w.mean()),
-                     "stage_mean_ms": _split(stages[mode], float(w.sum()), len(w))}
+def decode_in(index: GenerativeIndex, precision: str) -> GenerativeIndex:
+    """Serve ``index`` with the decoder in ``precision`` from now on (DecodeConfig.precision); -> index."""
+    index.cfg = dataclasses.replace(index.cfg, decode=dataclasses.replace(index.cfg.decode, precision=precision))
+    return index
+
+
+def variants(modes: list[str], precisions: list[str]) -> dict[str, tuple[str, str]]:
+    """{label: (mode, decoder precision)}: every mode under the first precision (label = the mode), the decoding
+    modes again under each other precision (label "mode@precision")."""
+    out = {m: (m, precisions[0]) for m in modes}
+    out.update({f"{m}@{p}": (m, p) for p in precisions[1:] for m in modes if m in DECODING})
     return out
 
 
-def batched(index: GenerativeIndex, queries: list[str], modes: list[str], *, batch_size: int) -> dict:
-    """All queries in batches of ``batch_size`` per mode: queries/s and ms per query per stage."""
+def single_query(index: GenerativeIndex, queries: list[str], runs: dict[str, tuple[str, str]], *, warmup: int) -> dict:
+    """Each query alone, the runs ({label: (mode, precision)}) interleaved; per label: wall percentiles and mean
+    ms per stage."""
+    for q in queries[:warmup]:
+        for mode, precision in runs.values():
+            decode_in(index, precision).search([q], K, mode=mode)
+    walls = {label: [] for label in runs}
+    stages: dict[str, dict[str, float]] = {label: {} for label in runs}
+    for q in queries:
+        for label, (mode, precision) in runs.items():
+            decode_in(index, precision)
+            with collect(stages[label]):
+                t = time.perf_counter()
+                index.search([q], K, mode=mode)
+                walls[label].append(time.perf_counter() - t)
     out = {}
-    for mode in modes:
-        index.search_arrays(queries[:batch_size], K, mode=mode)  # warm-up at the batch shape
+    for label in runs:
+        w = np.array(walls[label])
+        out[label] = {"queries": len(w), "p50_ms": _ms(np.percentile(w, 50)), "p90_ms": _ms(np.percentile(w, 90)),
+                      "p99_ms": _ms(np.percentile(w, 99)), "mean_ms": _ms(w.mean()),
+                      "stage_mean_ms": _split(stages[label], float(w.sum()), len(w))}
+    return out
+
+
+def batched(index: GenerativeIndex, queries: list[str], runs: dict[str, tuple[str, str]], *, batch_size: int) -> dict:
+    """All queries in batches of ``batch_size`` per run: queries/s and ms per query per stage."""
+    out = {}
+    for label, (mode, precision) in runs.items():
+        decode_in(index, precision).search_arrays(queries[:batch_size], K, mode=mode)  # warm-up at the batch shape
         seconds: dict[str, float] = {}
         t = time.perf_counter()
         for lo in range(0, len(queries), batch_size):
             index.search_arrays(queries[lo:lo + batch_size], K, mode=mode, timings=seconds)
         wall = time.perf_counter() - t
-        out[mode] = {"queries_per_second": round(len(queries) / wall, 2), "seconds": round(wall, 3),
-                     "stage_mean_ms": _split(seconds, wall, len(queries))}
+        out[label] = {"queries_per_second": round(len(queries) / wall, 2), "seconds": round(wall, 3),
+                      "stage_mean_ms": _split(seconds, wall, len(queries))}
+    return out
+
+
+def dev_quality(index: GenerativeIndex, data: Path, modes: list[str], precisions: list[str]) -> dict:
+    """{precision: {mode: {nDCG@10, RR@10}}} of the decoding modes on the whole dev split (`genir eval`'s)."""
+    ds = load_dataset(data, split="dev", dev_fraction=0.2, seed=0)
+    out = {}
+    for precision in precisions:
+        report = evaluate_index(decode_in(index, precision), ds.split_queries(), ds.qrels, modes=modes,
+                                measures=("nDCG@10", "RR@10"), dataset=data.name, split="dev")
+        out[precision] = {r["mode"]: r["metrics"] for r in report["results"]}
     return out
 
 
@@ -128,23 +164,38 @@ def bench_dataset(name: str, index_dir: Path, data: Path, args: argparse.Namespa
     queries = dev_queries(data, args.queries)
     if len(queries) <= args.warmup:
         raise ValueError(f"{data}: {len(queries)} dev queries, not more than --warmup {args.warmup}")
-    logger.info("%s: %d queries, modes %s", name, len(queries), modes)
-    single = single_query(index, queries, modes, warmup=args.warmup)
-    batch = batched(index, queries, modes, batch_size=args.batch_size)
+    precisions = list(dict.fromkeys(resolve_decoder_precision(p, index.device) for p in args.decode_precisions))
+    runs = variants(modes, precisions)
+    logger.info("%s: %d queries, runs %s", name, len(queries), list(runs))
+    single = single_query(index, queries, runs, warmup=args.warmup)
+    batch = batched(index, queries, runs, batch_size=args.batch_size)
+    decoding = [m for m in modes if m in DECODING]
+    by_precision = {}
+    quality = dev_quality(index, data, decoding, precisions) if decoding else {}
+    for p in precisions:
+        labels = {m: (m if p == precisions[0] else f"{m}@{p}") for m in decoding}
+        row = {"single_query": {m: single[label] for m, label in labels.items()},
+               "batched": {m: batch[label] for m, label in labels.items()}, "dev": quality.get(p, {})}
+        if "hybrid" in decoding and "dense" in single:
+            row["hybrid_over_dense_p50"] = round(single[labels["hybrid"]]["p50_ms"] / single["dense"]["p50_ms"], 3)
+        by_precision[p] = row
     entry = {
         "dataset": name, "index": str(index_dir), "data": str(data), "documents": len(index),
         "index_version": current_version(index_dir).name, "load_seconds": round(load_s, 2),
+        "index_built_by": index.meta.get("built_by"),
         "fusion": index.cfg.hybrid.method if "hybrid" in modes else None,
-        "decode": {"beam_size": index.cfg.decode.beam_size, "batch_size": index.cfg.decode.batch_size},
+        "decode": {"beam_size": index.cfg.decode.beam_size, "batch_size": index.cfg.decode.batch_size,
+                   "precision": precisions[0]},
         "index_build_seconds": index.meta.get("build_seconds"),
-        "single_query": single, "batched": batch,
+        "single_query": {m: single[m] for m in modes}, "batched": {m: batch[m] for m in modes},
+        "decode_precisions": by_precision,
     }
     if "hybrid" in single and "dense" in single:
         ratio = single["hybrid"]["p50_ms"] / single["dense"]["p50_ms"]
         entry["hybrid_over_dense_p50"] = round(ratio, 3)
         entry["goal_hybrid_within_2x_dense"] = bool(ratio <= GOAL_RATIO)
     if args.profile in modes:
-        entry["profile"] = {args.profile: profile_one(index, queries[0], args.profile)}
+        entry["profile"] = {args.profile: profile_one(decode_in(index, precisions[0]), queries[0], args.profile)}
     return entry
 
 
@@ -207,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch and faiss threads (0 = leave the default)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--profile", choices=MODES, default="hybrid", help="cProfile one query in this mode")
+    p.add_argument("--decode-precisions", nargs="+", default=["auto", "fp32"], choices=["auto", "fp32", "bf16"],
+                   help="decoder precisions compared (the first is the one the top-level numbers use)")
     p.add_argument("--out", type=Path, default=RESULTS / "latency-cpu.json")
     p.add_argument("--fresh", action="store_true", help="ignore OUT.partial.json from an interrupted run")
     args = p.parse_args(argv)
@@ -223,7 +276,8 @@ def main(argv: list[str] | None = None) -> None:
         faiss.omp_set_num_threads(args.threads)
     settings = {"queries": args.queries, "warmup": args.warmup, "batch_size": args.batch_size, "k": K,
                 "modes": args.modes, "device": args.device, "torch_threads": torch.get_num_threads(),
-                "profile": args.profile, "dev_split": {"fraction": 0.2, "seed": 0}}
+                "profile": args.profile, "dev_split": {"fraction": 0.2, "seed": 0},
+                "decode_precisions": args.decode_precisions}
     keys = [f"{name}={path}" for name, path in indexes.items()]
 
     def measure(key: str) -> dict:

@@ -214,13 +214,14 @@ def extended_decoding(index_dir: Path, data: Path, sizes: list[int], queries: in
         trie_seconds = time.perf_counter() - t
         retriever = GenerativeRetriever(sem.retriever.model, trie, device="cpu")
         batch = texts[:queries]
-        retriever.search(batch, k=10, beam_size=index.cfg.decode.beam_size)  # warm-up
+        retriever.search(batch, k=10, beam_size=index.cfg.decode.beam_size, precision=index.cfg.decode.precision)  # warm-up
         times = []
         for _ in range(repeats):
             t = time.perf_counter()
-            retriever.search(batch, k=10, beam_size=index.cfg.decode.beam_size)
+            retriever.search(batch, k=10, beam_size=index.cfg.decode.beam_size, precision=index.cfg.decode.precision)
             times.append(time.perf_counter() - t)
-        idx, _ = retriever.search(texts, k=10, beam_size=index.cfg.decode.beam_size)
+        idx, _ = retriever.search(texts, k=10, beam_size=index.cfg.decode.beam_size,
+                                  precision=index.cfg.decode.precision)
         ids_all = doc_ids + [f"synthetic-{i}" for i in range(len(codes) - len(doc_ids))]
         metrics = evaluate_order(qids, idx, ids_all, dev.qrels, ("RR@10", "R@1", "R@10"))
         out.append({"ids": int(len(codes)), "synthetic": int(len(codes) - len(doc_ids)),

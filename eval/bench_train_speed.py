@@ -205,7 +205,8 @@ def dev_ndcg10(model: Seq2SeqRetriever, prep: Prepared, device: torch.device) ->
     qids = [queries.query_ids[i] for i in keep]
     dc = prep.cfg.decode
     retriever = GenerativeRetriever(model, prep.trie, device=str(device))
-    idx, _ = retriever.search(texts, k=10, beam_size=dc.beam_size, renormalize=dc.renormalize, batch_size=dc.batch_size)
+    idx, _ = retriever.search(texts, k=10, beam_size=dc.beam_size, renormalize=dc.renormalize, batch_size=dc.batch_size,
+                              precision=dc.precision)
     return round(float(evaluate_order(qids, idx, prep.doc_ids, prep.dev.qrels, ["nDCG@10"])["nDCG@10"]), 4)
 
 

@@ -215,6 +215,20 @@ def speed(results: Path) -> Optional[list[str]]:
                 out.append(f"| {entry['dataset']} | {mode} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {_num(qps, '.0f')} |")
             if "hybrid_over_dense_p50" in entry:
                 out.append(f"| {entry['dataset']} | hybrid / dense p50 | {entry['hybrid_over_dense_p50']:.2f}x | | |")
+        compared = [e for e in lat["datasets"] if len(e.get("decode_precisions", {})) > 1]
+        if compared:
+            out += ["", "The same models with the decoder in each precision (single-query p50 ms; nDCG@10 on the whole "
+                    "dev split; the first precision is the one above):", "",
+                    *_head("dataset", "decoder", "generative p50", "hybrid p50", "hybrid / dense p50",
+                           "generative nDCG@10", "hybrid nDCG@10")]
+            for entry in compared:
+                for p, row in entry["decode_precisions"].items():
+                    sq, dev = row["single_query"], row["dev"]
+                    out.append(f"| {entry['dataset']} | {p} | {_num(sq.get('generative', {}).get('p50_ms'), '.1f')} | "
+                               f"{_num(sq.get('hybrid', {}).get('p50_ms'), '.1f')} | "
+                               f"{_num(row.get('hybrid_over_dense_p50'), '.2f')}{'x' * ('hybrid_over_dense_p50' in row)} | "
+                               f"{_num(dev.get('generative', {}).get('nDCG@10'), '.4f')} | "
+                               f"{_num(dev.get('hybrid', {}).get('nDCG@10'), '.4f')} |")
     while out and out[-1] == "":
         out.pop()
     return out

@@ -32,6 +32,7 @@ _left_group = False  # set by shutdown_distributed: a finished process never re-
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")  # of the MiniLM forward passes (EmbedConfig, ModelConfig); int8: ONNX
+DECODER_PRECISIONS = ("auto", "fp32", "bf16")  # of the ID decoder's forward at search time (DecodeConfig)
 
 
 def bf16_is_fast(device: torch.device) -> bool:
@@ -54,6 +55,14 @@ def autocast(device: torch.device | str, *, enabled: bool) -> contextlib.Abstrac
     if not (enabled and bf16_is_fast(device)):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def resolve_decoder_precision(precision: str, device: torch.device | str) -> str:
+    """``auto | fp32 | bf16`` -> ``fp32 | bf16`` for the ID decoder at search time on ``device`` (auto as for
+    the encoder: bf16 on a CPU with native bf16). int8 is the ONNX encoder's path and has no decoder."""
+    if precision not in DECODER_PRECISIONS:
+        raise ValueError(f"decode precision must be one of {DECODER_PRECISIONS}; got {precision!r}")
+    return resolve_precision(precision, device)
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:

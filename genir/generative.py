@@ -23,7 +23,7 @@ from torch import Tensor
 from genir import __version__
 from genir.config import ModelConfig, TrainConfig, from_dict, to_dict
 from genir.decoding import constrained_beam_search, prefix_beam_search
-from genir.device import resolve_device, setup_distributed
+from genir.device import autocast, resolve_decoder_precision, resolve_device, setup_distributed
 from genir.model import Seq2SeqRetriever, TextEncoder
 from genir.progress import track
 from genir.pseudo import make_pairs
@@ -135,32 +135,34 @@ class GenerativeRetriever:
     @torch.no_grad()
     def search(
         self, queries: list[str], *, k: int = 10, beam_size: int = 20, renormalize: bool = False, batch_size: int = 64,
-        memories: Memories | None = None,
+        memories: Memories | None = None, precision: str = "fp32",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Constrained generation -> (doc_idx (n, k) int64, scores (n, k) float32 log-probs), -1 / -inf padded.
 
         Every returned doc_idx is a document in the trie. The beam is widened to ``k`` when ``k > beam_size``.
         ``memories``: the encoder's (memory (B, S, dim), mask (B, S)) per batch of ``batch_size`` queries, from a
         pass the caller already ran (genir.semantic.SemanticLayer.encode_queries); None encodes here.
+        ``precision`` (auto | fp32 | bf16): the decoder's forward (DecodeConfig.precision).
         """
         res = self.decode(queries, k=k, beam_size=beam_size, renormalize=renormalize, batch_size=batch_size,
-                          memories=memories)
+                          memories=memories, precision=precision)
         return res.doc_idx, res.scores
 
     @torch.no_grad()
     def decode(
         self, queries: list[str], *, k: int = 10, beam_size: int = 20, renormalize: bool = False, batch_size: int = 64,
-        constrained: bool = True, memories: Memories | None = None,
+        constrained: bool = True, memories: Memories | None = None, precision: str = "fp32",
     ) -> Decoded:
         """``search`` with the decoded code tuples kept, for checking outputs against the corpus's IDs
         (``genir.semantic.check_decoded_ids``). ``constrained=False`` drops the trie mask: only to show that
         check failing."""
         self.trie.to(self.device)
+        bf16 = resolve_decoder_precision(precision, self.device) == "bf16"
         docs, scores, codes = [], [], []
         depth = self.model.decoder.depth
         batches = self._memories(queries, batch_size, memories)
         for memory, mask in track(batches, description="generative search", total=-(-len(queries) // batch_size)):
-            with stage("decode"):
+            with stage("decode"), autocast(self.device, enabled=bf16):
                 res = constrained_beam_search(
                     self.model.decoder, memory, mask, self.trie, beam_size=max(beam_size, k), num_return=k,
                     renormalize=renormalize, constrained=constrained,
@@ -174,15 +176,16 @@ class GenerativeRetriever:
     @torch.no_grad()
     def search_prefixes(
         self, queries: list[str], *, level: int, beam_size: int = 20, batch_size: int = 64,
-        memories: Memories | None = None,
+        memories: Memories | None = None, precision: str = "fp32",
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best ID prefixes of length ``level`` -> (trie node ids at depth ``level`` (n, beam_size) int64,
         log-probs (n, beam_size) float32), -1 / -inf padded. ``trie.docs_under(node, level)`` lists their documents.
-        ``memories`` as in ``search``."""
+        ``memories`` and ``precision`` as in ``search``."""
         self.trie.to(self.device)
+        bf16 = resolve_decoder_precision(precision, self.device) == "bf16"
         nodes, scores = [], []
         for memory, mask in self._memories(queries, batch_size, memories):
-            with stage("decode"):
+            with stage("decode"), autocast(self.device, enabled=bf16):
                 res = prefix_beam_search(self.model.decoder, memory, mask, self.trie, level=level, beam_size=beam_size)
                 nodes.append(res.nodes.cpu().numpy())
                 scores.append(res.scores.cpu().numpy())

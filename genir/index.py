@@ -266,8 +266,8 @@ class GenerativeIndex:
     def _generate(self, queries: list[str], memories: Memories | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Constrained beam search: (doc_idx (q, beam), log-probs (q, beam)); memories from SemanticLayer.encode_queries."""
         dc = self.cfg.decode
-        return self.semantic.retriever.search(queries, k=dc.beam_size, beam_size=dc.beam_size,
-                                              renormalize=dc.renormalize, batch_size=dc.batch_size, memories=memories)
+        return self.semantic.retriever.search(queries, k=dc.beam_size, beam_size=dc.beam_size, renormalize=dc.renormalize,
+                                              batch_size=dc.batch_size, memories=memories, precision=dc.precision)
 
     def _base_rankings(self, queries: list[str], q_emb: np.ndarray, k: int, *, depth: int = 100) -> dict:
         """The fallback rankings every fusion reads: {"dense", "bm25"}, ``max(depth, k)`` deep."""
@@ -284,7 +284,7 @@ class GenerativeIndex:
 
         dc = self.cfg.decode
         docs = {lv: self.semantic.prefix_docs(queries, level=lv, beam_size=dc.beam_size, batch_size=dc.batch_size,
-                                              memories=memories) for lv in levels}
+                                              memories=memories, precision=dc.precision) for lv in levels}
         return Prefixes(docs, q_emb, self.embeddings)
 
     def tune(self, queries: Queries, qrels: Qrels, *, k: int = 10) -> dict:

@@ -144,11 +144,11 @@ class SemanticLayer:
         self.trie.remove(idx)
 
     def prefix_docs(self, queries: list[str], *, level: int, beam_size: int, batch_size: int = 64,
-                    memories: Memories | None = None) -> list[np.ndarray]:
+                    memories: Memories | None = None, precision: str = "fp32") -> list[np.ndarray]:
         """GDR candidates: per query, the doc_idx (int64) under its ``beam_size`` best generated ID prefixes of
-        length ``level``, prefix by prefix in beam order. ``memories``: as GenerativeRetriever.search's."""
+        length ``level``, prefix by prefix in beam order. ``memories``, ``precision``: as GenerativeRetriever.search's."""
         nodes, _ = self.retriever.search_prefixes(queries, level=level, beam_size=beam_size, batch_size=batch_size,
-                                                  memories=memories)
+                                                  memories=memories, precision=precision)
         empty = [np.zeros(0, np.int64)]
         with stage("prefix"):
             return [np.concatenate([self.trie.docs_under(int(n), level) for n in row if n >= 0] or empty)

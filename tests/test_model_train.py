@@ -88,6 +88,29 @@ def test_memorises_200_documents(trained):
     assert retriever.train_result.steps == 220
 
 
+def test_bf16_decoding_matches_float32(trained):
+    """DecodeConfig.precision: the decoder under bf16 autocast ranks like float32 (scores to ~1e-2), and the
+    precision names are checked before any work."""
+    from genir.device import bf16_is_fast
+
+    retriever, queries, trie, codes = trained
+    q = queries[:64]
+    if not bf16_is_fast(torch.device("cpu")):  # "auto" is float32 here, exactly
+        np.testing.assert_array_equal(retriever.search(q, k=5, beam_size=5, precision="auto")[1],
+                                      retriever.search(q, k=5, beam_size=5)[1])
+        pytest.skip("no native bf16 on this CPU: precision 'bf16' is refused here")
+    d32, s32 = retriever.search(q, k=5, beam_size=5, precision="fp32")
+    d16, s16 = retriever.search(q, k=5, beam_size=5, precision="bf16")
+    assert s16.dtype == np.float32 and not np.array_equal(s16, s32)  # autocast really ran
+    assert (d16[:, 0] == d32[:, 0]).mean() >= 0.95 and np.abs(s16[:, 0] - s32[:, 0]).max() < 0.05
+    np.testing.assert_array_equal(retriever.search(q, k=5, beam_size=5, precision="auto")[1], s16)  # auto = bf16 here
+    n16, _ = retriever.search_prefixes(q, level=1, beam_size=3, precision="bf16")
+    n32, _ = retriever.search_prefixes(q, level=1, beam_size=3)
+    assert (n16[:, 0] == n32[:, 0]).mean() >= 0.95
+    with pytest.raises(ValueError, match="decode precision must be one of"):
+        retriever.search(q, k=5, beam_size=5, precision="int8")
+
+
 def test_save_load_gives_identical_results(trained, tmp_path):
     from genir.generative import GenerativeRetriever
 

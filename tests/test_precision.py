@@ -31,9 +31,9 @@ def test_auto_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
 
 def test_indexes_saved_before_the_field_keep_fp32():
     saved = to_dict(IndexConfig())
-    del saved["embed"]["precision"], saved["model"]["encoder_precision"]
+    del saved["embed"]["precision"], saved["model"]["encoder_precision"], saved["decode"]["precision"]
     cfg = from_dict(IndexConfig, saved)
-    assert cfg.embed.precision == "fp32" and cfg.model.encoder_precision == "fp32"
+    assert cfg.embed.precision == cfg.model.encoder_precision == cfg.decode.precision == "fp32"
     assert EmbedConfig().precision == "auto" and ModelConfig().encoder_precision == "auto"
 
 
