@@ -20,6 +20,7 @@ import numpy as np
 
 from genir.config import EmbedConfig
 from genir.progress import progress_enabled, quiet_transformers, track
+from genir.store import load_array
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -151,7 +152,7 @@ class Embedder:
             if rank > 0:
                 return np.zeros((0, 0), dtype=np.float32)
             logger.info("embeddings from cache %s", path)
-            return np.load(path, allow_pickle=False)
+            return load_array(path)
         batches = length_batches(texts, self.cfg.batch_size)
         mine = batches[rank::world]
         parts = [self._encode_batch([texts[i] for i in b])

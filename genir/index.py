@@ -23,7 +23,7 @@ from genir.data.types import Corpus, Qrels, Queries
 from genir.dense import DenseIndex
 from genir.embed import Embedder, same_model, weights_sha256
 from genir.ranking import finalize
-from genir.store import open_version, read_manifest, write_version
+from genir.store import load_array, open_version, read_manifest, write_version
 from genir.timing import collect, stage
 
 if TYPE_CHECKING:
@@ -358,8 +358,8 @@ class GenerativeIndex:
         cfg = from_dict(IndexConfig, manifest["config"])
         docs = read_parquet(folder / "docs.parquet")
         corpus = Corpus(docs.drop(["doc_idx"]))
-        emb = np.load(folder / "embeddings.npy", allow_pickle=False)
-        deleted = np.load(folder / "deleted.npy", allow_pickle=False)
+        emb = load_array(folder / "embeddings.npy")
+        deleted = load_array(folder / "deleted.npy")
         dense = DenseIndex.load(folder / "dense.faiss", cfg.dense, deleted)
         bm25 = Bm25Index.load(folder / "bm25", cfg.bm25)
         _check_encoder_weights(path, manifest, cfg, device)

@@ -20,6 +20,7 @@ from genir.embed import Embedder, mean_pooled, same_model
 from genir.generative import GenerativeRetriever, Memories
 from genir.ids import add_suffix, load_codec, make_codec
 from genir.pseudo import apply_mix
+from genir.store import load_array
 from genir.timing import stage
 from genir.trie import IdTrie
 
@@ -174,7 +175,7 @@ class SemanticLayer:
     def load(cls, folder: Path, *, device: str = "auto") -> "SemanticLayer":
         folder = Path(folder)
         trie = IdTrie.load(folder / "trie")
-        ids = np.load(folder / "ids.npy", allow_pickle=False)
+        ids = load_array(folder / "ids.npy")
         meta = json.loads((folder / "semantic.json").read_text())
         meta.setdefault("trained_docs", len(ids))  # indexes written before the field: every row counts as trained
         return cls(load_codec(folder / "codec"), ids, trie, GenerativeRetriever.load(folder / "model", trie, device=device),

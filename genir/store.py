@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -178,6 +179,21 @@ def writer_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+_NPY_LOCK = threading.Lock()
+
+
+def load_array(path: Path):
+    """``np.load(path, allow_pickle=False)``, one thread at a time. numpy parses the .npy header with
+    ``ast.literal_eval``, and CPython 3.11's AST constructor keeps its recursion depth in interpreter-wide state
+    (python/cpython#106905): two threads loading indexes at once failed here with "SystemError: AST constructor
+    recursion depth mismatch" (tests/test_concurrency.py, one CI run in many). Every .npy genir reads goes
+    through this."""
+    import numpy as np
+
+    with _NPY_LOCK:
+        return np.load(path, allow_pickle=False)
 
 
 def is_index(path: Path) -> bool:

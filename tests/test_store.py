@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from genir import store
 from genir.store import FORMAT_VERSION, IndexFormatError, current_version, verify, write_version
 
 
@@ -182,3 +183,33 @@ def test_written_index_and_files_get_the_modes_of_a_plain_mkdir_and_open(tmp_pat
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (path, version, version / "manifest.json",
                                                                 path / "CURRENT", report)}
     assert modes == {path.name: 0o755, version.name: 0o755, "manifest.json": 0o644, "CURRENT": 0o644, "r.json": 0o644}
+
+
+def test_load_array_lets_one_thread_parse_a_header_at_a_time(tmp_path, monkeypatch):
+    """numpy parses .npy headers with ast.literal_eval, which CPython 3.11 does not run safely from two threads
+    at once (python/cpython#106905): genir's loads are serialised."""
+    import threading
+    import time
+
+    import numpy as np
+
+    np.save(tmp_path / "a.npy", np.arange(6).reshape(2, 3))
+    real_load, inside, most = np.load, [0], [0]
+
+    def slow_load(*args, **kwargs):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.01)  # a thread switch here would let a second load in, without the lock
+        try:
+            return real_load(*args, **kwargs)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(np, "load", slow_load)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(store.load_array(tmp_path / "a.npy"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1 and len(out) == 4 and all((a == np.arange(6).reshape(2, 3)).all() for a in out)

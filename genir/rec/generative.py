@@ -28,6 +28,7 @@ from genir.ids import add_suffix, load_codec, make_codec
 from genir.rec import items as item_vectors
 from genir.rec.evaluate import evaluate_ranker
 from genir.rec.protocol import Examples, Interactions, train_parts, training_windows
+from genir.store import load_array
 from genir.rec.tiger import GenerativeRanker, TigerModel, train_tiger, user_buckets
 from genir.trie import IdTrie
 
@@ -163,7 +164,7 @@ class GenerativeRecLayer:
         cfg = rec_config_from_dict(meta["config"])
         vectors = item_vectors.ItemVectors.load(folder / "item_vectors.safetensors")
         layer = cls(cfg, vectors, load_codec(folder / "codec"),
-                    np.load(folder / "codes.npy", allow_pickle=False), IdTrie.load(folder / "trie"),
+                    load_array(folder / "codes.npy"), IdTrie.load(folder / "trie"),
                     vocab_sizes=meta["vocab_sizes"], ids=meta["ids"]["config"], trained_items=meta["trained_items"])
         if (folder / "model.safetensors").exists():
             layer.model = layer.new_model(load_file(str(folder / "model.safetensors")))
