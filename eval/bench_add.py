@@ -130,7 +130,8 @@ def main() -> None:
 
 
 def _load_same(path: Path, cfg):
-    """An index built earlier, refused when its model settings differ from this run's (``cfg``)."""
+    """An index built earlier, refused when its model settings differ from this run's (``cfg``); it decodes with
+    this run's search-time settings (``cfg.decode``: an index saved before DecodeConfig.precision loads as float32)."""
     from genir.index import GenerativeIndex
 
     index = GenerativeIndex.load(path)
@@ -138,13 +139,15 @@ def _load_same(path: Path, cfg):
         if getattr(index.cfg, part) != getattr(cfg, part):
             raise SystemExit(f"{path} was built with other {part} settings than this run's; delete it or pass "
                              "the same --epochs")
+    index.cfg = dataclasses.replace(index.cfg, decode=cfg.decode)
     return index
 
 
 def _facts(index, path: Path | None, *, built_here: bool) -> dict:
     """Where an index came from (built by this process, or loaded from ``path``), its build seconds and training."""
     return {"built_in_this_run": built_here, "path": None if path is None else str(path),
-            "build_seconds": index.meta.get("build_seconds"), "train": index.semantic.meta.get("train")}
+            "built_by": index.meta.get("built_by"), "build_seconds": index.meta.get("build_seconds"),
+            "train": index.semantic.meta.get("train")}
 
 
 def _known(qrels, doc_ids: set):
