@@ -91,10 +91,13 @@ class EmbedConfig:
     batch_size: int = 64  # encoding batch size
     max_seq_length: int = 256  # tokens per passage (MiniLM was trained at 256)
     normalize: bool = True  # unit-norm embeddings so inner product = cosine
-    # auto | fp32 | bf16 | int8: compute precision of the forward pass; auto = bf16 on a CPU with native bf16
-    # (AVX512-BF16: 1.7x float32 at cosine 0.99998, eval/results/encoder-cpu.json), float32 on CUDA and elsewhere;
-    # int8 (opt-in, CPU): ONNX Runtime with int8 weights, exported locally (genir.onnx_encoder), 2.3x at cosine 0.995
-    precision: str = "auto"
+    # fp32 | auto | bf16 | int8: compute precision of the forward pass. fp32 is the default everywhere: builds
+    # whose embeddings and encoder states ran in bf16 scored 0.006 generative / 0.013 hybrid nDCG@10 below float32
+    # on SciFact dev (two seeds each, all four bf16 builds below all four float32 ones: eval/results/jobs/
+    # scifact-precision-study). Opt-in, faster: auto = bf16 on a CPU with native bf16 (AVX512-BF16: 1.7x float32
+    # at cosine 0.99998, eval/results/encoder-cpu.json), float32 on CUDA and elsewhere; int8 (CPU): ONNX Runtime
+    # with int8 weights, exported locally (genir.onnx_encoder), 2.3x at cosine 0.995
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -245,7 +248,7 @@ class ModelConfig:
     d_ff: int = 1536  # decoder feed-forward width
     dropout: float = 0.1  # decoder dropout (residual and embeddings)
     pooled_memory: bool = False  # the decoder also reads the mean of the encoder states (sentence embedding) as a token
-    encoder_precision: str = "auto"  # auto | fp32 | bf16 | int8 of the frozen encoder's forward (as EmbedConfig.precision)
+    encoder_precision: str = "fp32"  # fp32 | auto | bf16 | int8 of the frozen encoder's forward (as EmbedConfig.precision)
 
 
 @dataclass(frozen=True)

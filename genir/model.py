@@ -234,12 +234,12 @@ class TextEncoder(nn.Module):
     """
 
     def __init__(self, name: str = "all-MiniLM-L6-v2", *, trainable_layers: int = 0, max_tokens: int = 64,
-                 device: torch.device | str = "cpu", precision: str = "auto") -> None:
+                 device: torch.device | str = "cpu", precision: str = "fp32") -> None:
         super().__init__()
         from genir.device import resolve_precision
         from genir.embed import text_encoder_parts
 
-        # the frozen part runs in this precision (bf16 autocast on a CPU with native bf16); its output is float32
+        # the frozen part runs in this precision (fp32; opt-in bf16 autocast or int8 ONNX); its output is float32
         self.precision = resolve_precision(precision, device)
         self.name = name
         if self.precision == "int8" and trainable_layers:
