@@ -294,6 +294,23 @@ def test_timeout_is_for_the_ray_backend(tmp_path, data):
         run_job(job, out=tmp_path / "out", timeout=10)
 
 
+def test_every_file_of_a_job_records_the_git_state_of_its_start(tmp_path, data, capsys, monkeypatch):
+    """A job writes its committed results into the checkout, so git reads "dirty" after its first file: every
+    cell, build record and summary keeps the state taken when the job started."""
+    import genir.bench.runner as runner
+    import genir.provenance as prov
+
+    start = {"commit": "5" * 40, "dirty": False}
+    monkeypatch.setattr(runner, "git_state", lambda: dict(start))
+    monkeypatch.setattr(prov, "git_state", lambda root=None: {"commit": "5" * 40, "dirty": True})  # as read later
+    job = write_job(tmp_path / "job.toml", BASE.format(splits='["dev"]', data=data).replace(', "dense"]', ']'))
+    code, _, err = run_cli(["bench", job, "--out", tmp_path / "out", "--device", "cpu", "--no-verbose"], capsys)
+    assert code == 0, err
+    files = [*(tmp_path / "out" / "cells").glob("*.json"), tmp_path / "out" / "summary.json",
+             *(tmp_path / "out" / "work").rglob("*.build.json")]
+    assert len(files) == 5 and all(json.loads(f.read_text())["provenance"]["git"] == start for f in files)
+
+
 def test_scripts_write_results_whole_with_the_provenance_of_their_start(tmp_path, monkeypatch):
     from genir.provenance import provenance, write_result
 

@@ -18,12 +18,12 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from genir.bench.job import Build, Cell
-from genir.provenance import provenance
+from genir.provenance import git_state, provenance
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ class Context:
     device: str  # auto | cpu | cuda | cuda:N
     backend: str  # local | ray
     command: tuple[str, ...]  # the command line that started the job (the driver's, also inside Ray workers)
+    # genir.provenance.git_state() when the job started: the code that ran. Taken again per file it would read
+    # "dirty" from the second cell on, because the job writes its committed result files into the checkout
+    git: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
@@ -51,6 +54,11 @@ def now() -> str:
 def process(ctx: Context) -> dict:
     """Which process did a step: recorded in lineage, never typed."""
     return {"pid": os.getpid(), "host": socket.gethostname(), "backend": ctx.backend, "command": " ".join(ctx.command)}
+
+
+def run_provenance(ctx: Context) -> dict:
+    """genir.provenance of a step (its machine, load and time), with the git state of the job's start."""
+    return {**provenance(list(ctx.command)), "git": ctx.git or git_state()}
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -147,7 +155,7 @@ def build_index(build: Build, ctx: Context, *_after: Any) -> dict:
     record = {"format": FORMAT, "kind": "genir-bench-build", "key": build.key, "hash": build.hash, "status": "ok",
               "index": str(index_dir(ctx, build)), "dataset": build.dataset, "data": build.data,
               "config_name": build.config_name, "config": build.config, "seeds": build.seeds(), **built,
-              "lineage": lineage["attempts"], "provenance": provenance(list(ctx.command))}
+              "lineage": lineage["attempts"], "provenance": run_provenance(ctx)}
     write_json(record_path(ctx, build), record)
     return record
 
@@ -241,7 +249,7 @@ def evaluate_cell(cell: Cell, ctx: Context, record: dict) -> dict:
     result["index"] = {k: record.get(k) for k in ("key", "hash", "index", "version", "build_seconds", "peak_rss_mb",
                                                   "training", "fusion", "lineage")}
     result["lineage"] = {**process(ctx), "started": started, "ended": now()}
-    result["provenance"] = provenance(list(ctx.command))
+    result["provenance"] = run_provenance(ctx)
     write_json(cell_path(ctx, cell), result)
     return result
 
@@ -250,7 +258,7 @@ def failed_cell(cell: Cell, ctx: Context, error: str) -> dict:
     """The result of a cell whose task died before it could write one (e.g. a Ray worker killed)."""
     result = {"format": FORMAT, "kind": "genir-bench-cell", "job": ctx.job, "cell": {"key": cell.key, "hash": cell.hash},
               "status": "failed", "error": error, "lineage": {**process(ctx), "ended": now()},
-              "provenance": provenance(list(ctx.command))}
+              "provenance": run_provenance(ctx)}
     write_json(cell_path(ctx, cell), result)
     return result
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from genir.bench.cells import (Context, build_index, cell_path, embed_corpus, evaluate_cell, failed_cell, finished,
-                               read_json, write_json)
+                               read_json, run_provenance, write_json)
 from genir.bench.job import Build, Cell, Job, describe, load_job
-from genir.provenance import provenance
+from genir.provenance import git_state
 from genir.store import atomic_write_text as write_json_text
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def run_job(path: str | Path, *, out: str | Path | None = None, check: bool = Fa
     if backend == "ray":
         _import_ray()  # before any work: a missing extra costs nothing
     ctx = Context(job=describe(job), out=str(job.out), work=str(job.work), device=device, backend=backend,
-                  command=tuple(sys.argv if argv is None else argv))
+                  command=tuple(sys.argv if argv is None else argv), git=git_state())
     done = {c.key: r for c in job.cells if (r := finished(ctx, c)) is not None}
     pending = [c for c in job.cells if c.key not in done]
     logger.info("%s: %d cells, %d finished earlier, %d to run (%s)", job.name, len(job.cells), len(done),
@@ -174,7 +174,7 @@ def summarise(job: Job, ctx: Context, results: dict[str, dict], *, skipped: set[
                    "evaluated": len(rows) - len(skipped),
                    "built": sum(1 for b in builds.values() if b.get("status") == "ok" and not b.get("reused")),
                    "reused": sum(1 for b in builds.values() if b.get("reused"))},
-        "cells": rows, "check": compare(job, rows), "provenance": provenance(list(ctx.command)),
+        "cells": rows, "check": compare(job, rows), "provenance": run_provenance(ctx),
     }
     job.out.mkdir(parents=True, exist_ok=True)
     summary["plot"] = plot(summary, job.out / "summary.png")
