@@ -183,6 +183,7 @@ def bench_dataset(name: str, index_dir: Path, data: Path, args: argparse.Namespa
         "dataset": name, "index": str(index_dir), "data": str(data), "documents": len(index),
         "index_version": current_version(index_dir).name, "load_seconds": round(load_s, 2),
         "index_built_by": index.meta.get("built_by"),
+        "encoder_precision": index.embedder.precision,  # the query encoder's (the index's EmbedConfig.precision)
         "fusion": index.cfg.hybrid.method if "hybrid" in modes else None,
         "decode": {"beam_size": index.cfg.decode.beam_size, "batch_size": index.cfg.decode.batch_size,
                    "precision": precisions[0]},
