@@ -72,7 +72,7 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     cosine of 0.99998 to the float32 vectors, eval/results/encoder-cpu.json) and float32 elsewhere: on CUDA
     the float32 torch path stays, and where bf16 would be emulated it is slower. ``bf16`` where it is not fast
     is refused rather than silently slow. The encoder's default is fp32 (EmbedConfig: bf16 builds scored lower);
-    the decoder's is auto (DecodeConfig: the same model decodes within 0.001 nDCG@10 in bf16)."""
+    the decoder's is auto (DecodeConfig: the same model decodes within 0.004 nDCG@10 in bf16)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
     device = torch.device(device)
