@@ -208,7 +208,8 @@ def speed(results: Path) -> Optional[list[str]]:
         out.append("")
     if lat is not None:
         out += [f"Search latency (`eval/bench_latency.py`, {_commit(lat['provenance'])}, {lat['settings']['torch_threads']} "
-                f"thread(s), one query at a time; q/s batched):", "",
+                f"thread(s), 1-minute load {lat['provenance']['machine']['load_1min']:.1f} at the start; one query at "
+                "a time; q/s batched):", "",
                 *_head("dataset", "mode", "p50 ms", "p99 ms", "batched q/s")]
         for entry in lat["datasets"]:
             for mode, v in entry["single_query"].items():
