@@ -34,9 +34,10 @@ def index():
 
 
 def _variant(index: GenerativeIndex, *, method: str = "rrf", batch_size: int = 64,
-             precision: str = "auto") -> GenerativeIndex:
-    """The same structures serving another fusion / decode batch size / embedder precision (tune changes cfg:
-    never on the fixture)."""
+             precision: str | None = None) -> GenerativeIndex:
+    """The same structures serving another fusion / decode batch size / embedder precision (default: the index's
+    own, which its text encoder was built with; tune changes cfg: never on the fixture)."""
+    precision = index.cfg.embed.precision if precision is None else precision
     cfg = dataclasses.replace(index.cfg, hybrid=HybridConfig(method=method), decode=DecodeConfig(batch_size=batch_size),
                               embed=dataclasses.replace(index.cfg.embed, precision=precision))
     return GenerativeIndex(cfg, index.corpus, index.embeddings, index.dense, index.bm25, semantic=index.semantic,
