@@ -132,6 +132,11 @@ class GenerativeRetriever:
         for b, start in enumerate(starts):
             yield self._memory(queries[start : start + batch_size]) if memories is None else memories[b]
 
+    def _precision(self, precision: str):
+        """A factory of the decoder's precision context on this device (DecodeConfig.precision: auto | fp32 | bf16)."""
+        bf16 = resolve_decoder_precision(precision, self.device) == "bf16"
+        return lambda: autocast(self.device, enabled=bf16)
+
     @torch.no_grad()
     def search(
         self, queries: list[str], *, k: int = 10, beam_size: int = 20, renormalize: bool = False, batch_size: int = 64,
@@ -157,12 +162,12 @@ class GenerativeRetriever:
         (``genir.semantic.check_decoded_ids``). ``constrained=False`` drops the trie mask: only to show that
         check failing."""
         self.trie.to(self.device)
-        bf16 = resolve_decoder_precision(precision, self.device) == "bf16"
+        in_precision = self._precision(precision)  # checked before any work
         docs, scores, codes = [], [], []
         depth = self.model.decoder.depth
         batches = self._memories(queries, batch_size, memories)
         for memory, mask in track(batches, description="generative search", total=-(-len(queries) // batch_size)):
-            with stage("decode"), autocast(self.device, enabled=bf16):
+            with stage("decode"), in_precision():
                 res = constrained_beam_search(
                     self.model.decoder, memory, mask, self.trie, beam_size=max(beam_size, k), num_return=k,
                     renormalize=renormalize, constrained=constrained,
@@ -182,10 +187,10 @@ class GenerativeRetriever:
         log-probs (n, beam_size) float32), -1 / -inf padded. ``trie.docs_under(node, level)`` lists their documents.
         ``memories`` and ``precision`` as in ``search``."""
         self.trie.to(self.device)
-        bf16 = resolve_decoder_precision(precision, self.device) == "bf16"
+        in_precision = self._precision(precision)  # checked before any work
         nodes, scores = [], []
         for memory, mask in self._memories(queries, batch_size, memories):
-            with stage("decode"), autocast(self.device, enabled=bf16):
+            with stage("decode"), in_precision():
                 res = prefix_beam_search(self.model.decoder, memory, mask, self.trie, level=level, beam_size=beam_size)
                 nodes.append(res.nodes.cpu().numpy())
                 scores.append(res.scores.cpu().numpy())
