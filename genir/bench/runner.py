@@ -35,9 +35,9 @@ def run_job(path: str | Path, *, out: str | Path | None = None, check: bool = Fa
     """Run the job file ``path`` (see genir.bench.job) and summarise every cell, finished earlier or now.
 
     ``backend``: "local" (this process, one cell after another) or "ray" (one Ray task per step, on the cluster
-    at ``address`` or a local one). ``timeout`` (Ray only): seconds after which the tasks still running are
-    cancelled and their cells fail with a message saying so, so a starved or stuck cluster ends the job instead of
-    hanging it. ``check``: exit code 1 when a score is not within tolerance of the job's expected value. Bad job
+    at ``address`` or a local one). ``timeout`` (Ray only): seconds after which the job stops waiting for the
+    tasks still running and their cells fail with a message saying so, so a starved or stuck cluster ends the job
+    instead of hanging it (a Ray the job started is shut down with its tasks; see ``_run_ray``). ``check``: exit code 1 when a score is not within tolerance of the job's expected value. Bad job
     files raise ValueError before any work."""
     job = load_job(path, out=out)
     if backend not in BACKENDS:
@@ -105,7 +105,7 @@ def _import_ray():
 def _run_ray(cells: list[Cell], ctx: Context, *, address: str | None, timeout: float | None) -> tuple[dict, dict]:
     """One Ray task per step: embedding (once per corpus and encoder), build (once per index), cell. Each task
     waits on the results it needs; the folders OUT and WORK must be shared by every node. Tasks not done
-    ``timeout`` seconds after the start are cancelled and reported as failed."""
+    ``timeout`` seconds after the start are reported as failed (and left to Ray: see the note at the end)."""
     ray = _import_ray()
     from ray.exceptions import GetTimeoutError
 
@@ -146,9 +146,10 @@ def _run_ray(cells: list[Cell], ctx: Context, *, address: str | None, timeout: f
                 records[key] = get(ref)
             except Exception as exc:
                 records[key] = {"status": "failed", "error": f"Ray task failed: {exc}"}
-        if deadline is not None and time.monotonic() >= deadline:
-            for ref in [*embeds.values(), *build_refs.values(), *cell_refs.values()]:
-                ray.cancel(ref, force=True)  # a no-op on finished tasks; frees the workers of the others
+        # Tasks still running at the deadline are not cancelled: ray.cancel (forced or not) races with a task's
+        # own completion and aborts this process ("Check failed: ... Tried to complete task that was not
+        # pending", reproduced here with Ray 2.60 in about one of 40 cancels). A Ray started here stops them
+        # with the shutdown below; on a cluster of the caller's they finish, and the next run skips their cells.
         return results, records
     finally:
         if started_here:
