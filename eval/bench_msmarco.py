@@ -352,42 +352,55 @@ def cmd_scale(args) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ arch
-ARCH_VARIANTS = {"decoder reads the token states (default)": {}, "+ pooled memory token": {"pooled_memory": True}}
+# the variants `arch` compares when none are given: NAME, then FIELD=VALUE overrides of IndexConfig (genir index --set)
+ARCH_VARIANTS = ("decoder reads the token states (default)", "+ pooled memory token:model.pooled_memory=True")
+
+
+def parse_variant(spec: str) -> tuple[str, list[str]]:
+    """'NAME[:FIELD=VALUE;FIELD=VALUE...]' -> (NAME, ['FIELD=VALUE', ...])."""
+    name, _, sets = spec.partition(":")
+    return name.strip(), [s.strip() for s in sets.split(";") if s.strip()]
 
 
 def cmd_arch(args) -> None:
-    """Model variants side by side on msmarco-10k dev, built in this process with the library (same data and
-    seeds as `genir index`), ``--epochs`` each; caches are copied from the dev build's workdir when present."""
+    """Variants side by side on msmarco-10k dev, built in this process with the library (same data and seeds as
+    `genir index`), ``--epochs`` each, every other field default unless the variant sets it (``--variant
+    'NAME:FIELD=VALUE;...'``, repeatable; IndexConfig fields as `genir index --set` takes them); the embedding and
+    encoder-state caches are copied from ``--cache-from`` (default: the dev build's workdir) when present."""
     import dataclasses
     import shutil
 
-    from genir.config import IndexConfig, ModelConfig, TrainConfig
+    from genir.config import IndexConfig, TrainConfig, with_overrides
     from genir.data import load_dataset
     from genir.evaluate import evaluate_index
     from genir.index import GenerativeIndex
 
+    specs = [parse_variant(v) for v in (args.variants or ARCH_VARIANTS)]
+    base = IndexConfig(train=TrainConfig(epochs=args.epochs))
+    configs = {name: with_overrides(base, sets) for name, sets in specs}  # bad fields fail before any work
     data, work = args.data / "msmarco-10k", args.indexes / "msmarco-10k-arch.work"
+    cache_from = args.cache_from or args.indexes / "msmarco-10k.work"
     for cache in ("embeddings", "encoder_cache"):
-        source = args.indexes / "msmarco-10k.work" / cache
-        if source.is_dir() and not (work / cache).exists():
-            shutil.copytree(source, work / cache)
+        if (cache_from / cache).is_dir():
+            shutil.copytree(cache_from / cache, work / cache, dirs_exist_ok=True)
     train, dev = load_dataset(data, split="train-dev"), load_dataset(data, split="dev")
     variants = []
-    for name, fields in ARCH_VARIANTS.items():
-        cfg = IndexConfig(model=dataclasses.replace(ModelConfig(), **fields), train=TrainConfig(epochs=args.epochs))
+    for (name, sets), cfg in zip(specs, configs.values()):
         t = time.perf_counter()
         index = GenerativeIndex.build(train.corpus, cfg, train_queries=train.split_queries(), train_qrels=train.qrels,
-                                      device="cpu", workdir=work)
+                                      device="cpu", workdir=work, resume=False)
         tuned = index.tune(dev.split_queries(), dev.qrels)
         report = evaluate_index(index, dev.split_queries(), dev.qrels, modes=["dense", "generative", "hybrid"],
                                 dataset="msmarco-10k", split="dev")
-        variants.append({"variant": name, "model": dataclasses.asdict(cfg.model), "seconds": time.perf_counter() - t,
+        variants.append({"variant": name, "set": sets, "model": dataclasses.asdict(cfg.model),
+                         "train": dataclasses.asdict(cfg.train), "seconds": time.perf_counter() - t,
                          "build_seconds": index.meta["build_seconds"], "fusion": tuned["chosen"],
-                         "train": index.semantic.meta.get("train"), "results": rows(report)})
+                         "training": index.semantic.meta.get("train"), "results": rows(report)})
         print(name, {m: round(r["RR@10"], 4) for m, r in variants[-1]["results"].items()}, flush=True)
-    write(f"msmarco-10k-arch-e{args.epochs:g}.json", {
-        "what": f"generative model variants on msmarco-10k dev, --epochs {args.epochs:g}, otherwise the defaults "
-                "(fusion tuned on dev, as `genir index` does); chosen on dev", "variants": variants})
+    write(args.result or f"msmarco-10k-arch-e{args.epochs:g}.json", {
+        "what": f"variants on msmarco-10k dev built side by side in one process, --epochs {args.epochs:g}, "
+                "otherwise the defaults unless a variant's 'set' says (fusion tuned on dev, as `genir index` does); "
+                "compared on dev only", "variants": variants})
 
 
 def main() -> None:
@@ -420,6 +433,11 @@ def main() -> None:
     sc.set_defaults(fn=cmd_scale)
     ar = sub.add_parser("arch", help="model variants side by side on msmarco-10k dev")
     ar.add_argument("--epochs", type=float, default=3.0)
+    ar.add_argument("--variant", dest="variants", action="append", default=[],
+                    help="'NAME:FIELD=VALUE;FIELD=VALUE' (repeatable), e.g. 'distill:train.distill=0.5'")
+    ar.add_argument("--cache-from", type=Path, default=None,
+                    help="workdir whose embeddings/ and encoder_cache/ are copied first (default INDEXES/msmarco-10k.work)")
+    ar.add_argument("--result", default=None, help="result file name under eval/results")
     ar.set_defaults(fn=cmd_arch)
     args = p.parse_args()
     from genir.provenance import provenance

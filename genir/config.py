@@ -278,6 +278,12 @@ class TrainConfig:
     keyword_share: float = 0.0  # share of pseudo-queries that are keyword queries (rarest words of the document)
     keyword_words: tuple[int, int] = (3, 6)  # min, max words of a keyword pseudo-query
     query_upsample: int = 4  # each labelled train query -> relevant doc pair is repeated this many times
+    # distillation from the dense index (genir.generative.Teacher): weight of a soft target in each level's loss,
+    # the distribution the dense model puts on the documents nearest to the training input (cosine / temperature,
+    # softmax over the gold document and distill_k neighbours) summed per code under the gold prefix; 0 = off
+    distill: float = 0.0
+    distill_k: int = 20  # neighbours per training text in the teacher's distribution (the gold document added)
+    distill_temperature: float = 0.05  # of the teacher's softmax over cosines
     seed: int = 0  # seed for the data mix, data order, initialisation and dropout
 
 

@@ -76,12 +76,15 @@ class GenerativeRetriever:
         workdir: Path | None = None,
         resume: bool = False,
         progress: bool | None = None,
+        doc_emb: np.ndarray | None = None,
     ) -> "GenerativeRetriever":
         """Train on documents ``texts``/``titles`` (n,) with IDs ``codes`` (n, depth) int (row i = doc_idx i).
 
         ``train_queries``/``train_doc_idx`` are TRAIN-split queries and their relevant doc_idx (never dev).
         ``workdir`` holds checkpoints and the encoder-state cache; ``resume=True`` continues from its newest
-        checkpoint. Works under torchrun (every process calls this; rank 0 writes files).
+        checkpoint. ``doc_emb`` (n, dim): the documents' unit embeddings by the model whose token states the encoder
+        gives (the dense index's), needed when ``train_cfg.distill`` > 0 (Teacher). Works under torchrun (every
+        process calls this; rank 0 writes files).
         """
         codes = np.asarray(codes, dtype=np.int64)
         if codes.ndim != 2 or len(codes) != len(texts):
@@ -92,8 +95,11 @@ class GenerativeRetriever:
         progress = progress if info.rank == 0 else False  # one bar per torchrun job
         torch.manual_seed(train_cfg.seed)
         vocab = tuple(int(max(v, c)) for v, c in zip(trie.vocab_sizes, codes.max(axis=0) + 1))
+        if train_cfg.distill > 0 and (doc_emb is None or len(doc_emb) != len(codes)):
+            raise ValueError(f"train.distill={train_cfg.distill:g} needs the documents' embeddings (doc_emb, one row "
+                             "per document) to build the dense teacher")
         model = Seq2SeqRetriever(model_cfg, vocab, label_smoothing=train_cfg.label_smoothing,
-                                 device=info.device).to(info.device)
+                                 distill=train_cfg.distill, device=info.device).to(info.device)
         t = time.perf_counter()
         pairs = make_pairs(texts, titles, train_queries, train_doc_idx, cfg=train_cfg)
         logger.info("training pairs: %s from %d unique texts", pairs.counts(), len(pairs.texts))
@@ -101,8 +107,15 @@ class GenerativeRetriever:
         t = time.perf_counter()
         flat, offsets = _cached_states(model.encoder, pairs.texts, workdir, info.rank, info.world_size, progress)
         timings["encoder_states"] = time.perf_counter() - t
+        teacher = None
+        if train_cfg.distill > 0:
+            t = time.perf_counter()
+            teacher = Teacher.build(flat, offsets, pairs.text_idx, pairs.doc_idx, doc_emb, codes,
+                                    k=train_cfg.distill_k, temperature=train_cfg.distill_temperature)
+            timings["teacher"] = time.perf_counter() - t
         t = time.perf_counter()
-        data = CachedPairs(flat, offsets, pairs.text_idx, torch.from_numpy(codes[pairs.doc_idx]))
+        data = CachedPairs(flat, offsets, pairs.text_idx, torch.from_numpy(codes[pairs.doc_idx]), teacher=teacher,
+                           doc_idx=pairs.doc_idx)
         groups = default_param_groups(model.decoder, train_cfg.lr, train_cfg.weight_decay)
         enc = [p for p in model.encoder.parameters() if p.requires_grad]
         if enc:
@@ -228,16 +241,69 @@ class GenerativeRetriever:
         return cls(model, trie, device=device)
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """The dense model as a teacher for the decoder (TrainConfig.distill): per training example, the gold document
+    and the ``k`` documents nearest to its input text, weighted by a softmax of their cosines / temperature.
+
+    A text's vector is the mean of its cached encoder states, unit norm: the sentence embedding of MiniLM-style
+    models (mean pooling), so it lives in the space of ``doc_emb`` when the dense index embeds with the encoder's
+    model (SemanticLayer.build checks). docs/sims (u, k) per unique text; gold_sims (m,) per example; doc_codes
+    (n, depth) every document's ID."""
+
+    docs: Tensor
+    sims: Tensor
+    gold_sims: Tensor
+    doc_codes: Tensor
+    temperature: float
+
+    @classmethod
+    def build(cls, flat: Tensor, offsets: Tensor, text_idx: np.ndarray, doc_idx: np.ndarray, doc_emb: np.ndarray,
+              codes: np.ndarray, *, k: int, temperature: float, chunk: int = 4096) -> "Teacher":
+        if temperature <= 0 or k < 1:
+            raise ValueError(f"distill_k must be >= 1 and distill_temperature > 0; got {k}, {temperature}")
+        docs_t = torch.from_numpy(np.ascontiguousarray(doc_emb, dtype=np.float32))
+        k = min(k, len(docs_t))
+        vecs, top_docs, top_sims = [], [], []
+        for s in range(0, len(offsets) - 1, chunk):
+            e = min(s + chunk, len(offsets) - 1)
+            lengths = offsets[s + 1 : e + 1] - offsets[s:e]
+            seg = torch.repeat_interleave(torch.arange(e - s), lengths)
+            sums = torch.zeros(e - s, flat.shape[1]).index_add_(0, seg, flat[offsets[s] : offsets[e]].float())
+            vec = torch.nn.functional.normalize(sums / lengths.clamp_min(1)[:, None].float(), dim=-1)
+            sims, idx = (vec @ docs_t.T).topk(k, dim=1)
+            vecs.append(vec), top_docs.append(idx), top_sims.append(sims)
+        vecs_t = torch.cat(vecs)
+        text_idx_t, doc_idx_t = (torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in (text_idx, doc_idx))
+        gold = torch.cat([(vecs_t[text_idx_t[s : s + chunk]] * docs_t[doc_idx_t[s : s + chunk]]).sum(1)
+                          for s in range(0, len(text_idx_t), chunk)]) if len(text_idx_t) else torch.zeros(0)
+        return cls(torch.cat(top_docs), torch.cat(top_sims), gold, torch.from_numpy(np.asarray(codes, dtype=np.int64)),
+                   float(temperature))
+
+    def candidates(self, text: Tensor, doc: Tensor, example: Tensor) -> tuple[Tensor, Tensor]:
+        """(candidate IDs (B, 1 + k, depth), weights (B, 1 + k)) of examples ``example`` (their ``text`` and
+        gold ``doc``): the gold document first; a neighbour that is the gold document gets weight 0."""
+        docs = torch.cat([doc[:, None], self.docs[text]], dim=1)
+        sims = torch.cat([self.gold_sims[example][:, None], self.sims[text]], dim=1)
+        sims[:, 1:].masked_fill_(docs[:, 1:] == doc[:, None], float("-inf"))
+        return self.doc_codes[docs], torch.softmax(sims / self.temperature, dim=1)
+
+
 class CachedPairs:
     """Training examples over cached frozen-encoder states, packed without padding (float16).
 
     flat (T, dim) token states of all unique texts back to back; offsets (u + 1,) int64; text_idx (m,)
-    example -> text; codes (m, depth) targets. ``batch`` pads to the longest text in the batch.
+    example -> text; codes (m, depth) targets. ``batch`` pads to the longest text in the batch and, with a
+    ``teacher``, adds its candidates (soft_codes, soft_weights).
     """
 
-    def __init__(self, flat: Tensor, offsets: Tensor, text_idx: np.ndarray, codes: Tensor) -> None:
-        self.flat, self.offsets, self.codes = flat, offsets, codes
+    def __init__(self, flat: Tensor, offsets: Tensor, text_idx: np.ndarray, codes: Tensor, *,
+                 teacher: Teacher | None = None, doc_idx: np.ndarray | None = None) -> None:
+        self.flat, self.offsets, self.codes, self.teacher = flat, offsets, codes, teacher
         self.text_idx = torch.from_numpy(np.asarray(text_idx, dtype=np.int64))
+        if teacher is not None and doc_idx is None:
+            raise ValueError("a teacher needs each example's gold doc_idx")
+        self.doc_idx = None if doc_idx is None else torch.from_numpy(np.asarray(doc_idx, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.text_idx)
@@ -250,7 +316,11 @@ class CachedPairs:
         mask = pos[None, :] < length[:, None]
         rows = (start[:, None] + pos[None, :]).clamp_(max=len(self.flat) - 1)
         states = self.flat[rows].float() * mask[:, :, None]
-        return {"states": states.to(device), "mask": mask.to(device), "codes": self.codes[index].to(device)}
+        out = {"states": states.to(device), "mask": mask.to(device), "codes": self.codes[index].to(device)}
+        if self.teacher is not None:
+            cand, weights = self.teacher.candidates(t, self.doc_idx[index], index)
+            out.update(soft_codes=cand.to(device), soft_weights=weights.to(device))
+        return out
 
 
 def encode_states(encoder: TextEncoder, texts: list[str], *, progress: bool | None = None) -> tuple[Tensor, Tensor]:

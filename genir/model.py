@@ -183,10 +183,23 @@ class IdDecoder(nn.Module):
         x = self.ln_out(x)
         return [head(x[:, t]) for t, head in enumerate(self.heads)]
 
-    def loss(self, memory: Tensor, memory_mask: Tensor, codes: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
-        """Mean over levels of the per-level cross-entropy (scalar)."""
+    def loss(self, memory: Tensor, memory_mask: Tensor, codes: Tensor, *, label_smoothing: float = 0.0,
+             soft: tuple[Tensor, Tensor] | None = None, soft_weight: float = 0.0) -> Tensor:
+        """Mean over levels of the per-level cross-entropy (scalar). With ``soft`` = (candidate codes (B, C, depth),
+        weights (B, C)) and ``soft_weight`` > 0, each level's loss is (1 - soft_weight) x the cross-entropy with the
+        gold code + soft_weight x the cross-entropy with ``soft_targets`` (distillation)."""
         logits = self(memory, memory_mask, codes)
-        return sum(F.cross_entropy(lg.float(), codes[:, t], label_smoothing=label_smoothing) for t, lg in enumerate(logits)) / self.depth
+        total = 0.0
+        for t, lg in enumerate(logits):
+            lg = lg.float()
+            hard = F.cross_entropy(lg, codes[:, t], label_smoothing=label_smoothing)
+            if soft is None or soft_weight <= 0:
+                total = total + hard
+                continue
+            target = soft_targets(codes, *soft, level=t, vocab=lg.shape[1])
+            distilled = -(target * F.log_softmax(lg, dim=-1)).sum(-1).mean()
+            total = total + (1.0 - soft_weight) * hard + soft_weight * distilled
+        return total / self.depth
 
     # -------------------------------------------------------------------------------- incremental
     def start(self, memory: Tensor, memory_mask: Tensor) -> DecoderCache:
@@ -210,6 +223,18 @@ class IdDecoder(nn.Module):
             x = layer.step(x, cache, i)
         cache.width = x.shape[1]
         return self.heads[level](self.ln_out(x))
+
+
+def soft_targets(codes: Tensor, cand_codes: Tensor, weights: Tensor, *, level: int, vocab: int) -> Tensor:
+    """A teacher's distribution over the codes of ``level`` given the gold prefix: the weights of the candidate
+    documents whose ID starts with ``codes[:, :level]``, summed per code at ``level`` and normalised.
+
+    codes (B, depth) gold IDs; cand_codes (B, C, depth) the candidates' IDs; weights (B, C) >= 0 (the gold document
+    among the candidates, with a positive weight, keeps every row non-empty) -> (B, vocab) float32."""
+    match = (cand_codes[:, :, :level] == codes[:, None, :level]).all(dim=-1)
+    target = torch.zeros(len(codes), vocab, dtype=torch.float32, device=codes.device)
+    target.scatter_add_(1, cand_codes[:, :, level], (weights * match).float())
+    return target / target.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -318,10 +343,11 @@ class Seq2SeqRetriever(nn.Module):
     """TextEncoder + IdDecoder. ``forward`` takes cached frozen encoder states and returns the training loss."""
 
     def __init__(self, cfg: ModelConfig, vocab_sizes: Sequence[int], *, label_smoothing: float = 0.0,
-                 device: torch.device | str = "cpu") -> None:
+                 distill: float = 0.0, device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.cfg = cfg
         self.label_smoothing = label_smoothing
+        self.distill = distill  # weight of the soft targets in the loss (TrainConfig.distill)
         self.encoder = TextEncoder(cfg.encoder, trainable_layers=cfg.trainable_encoder_layers,
                                    max_tokens=cfg.max_input_tokens, device=device,  # build it where it will run
                                    precision=cfg.encoder_precision)
@@ -336,10 +362,14 @@ class Seq2SeqRetriever(nn.Module):
             pooled_memory=cfg.pooled_memory,
         )
 
-    def forward(self, states: Tensor, mask: Tensor, codes: Tensor) -> Tensor:
-        """states (B, S, dim) from ``encoder.frozen_states``, mask (B, S) bool, codes (B, depth) -> scalar loss."""
+    def forward(self, states: Tensor, mask: Tensor, codes: Tensor, soft_codes: Tensor | None = None,
+                soft_weights: Tensor | None = None) -> Tensor:
+        """states (B, S, dim) from ``encoder.frozen_states``, mask (B, S) bool, codes (B, depth) -> scalar loss;
+        ``soft_codes`` (B, C, depth) / ``soft_weights`` (B, C): a teacher's candidates (IdDecoder.loss)."""
         memory = self.encoder.top(states, mask)
-        return self.decoder.loss(memory, mask, codes, label_smoothing=self.label_smoothing)
+        soft = None if soft_codes is None else (soft_codes, soft_weights)
+        return self.decoder.loss(memory, mask, codes, label_smoothing=self.label_smoothing, soft=soft,
+                                 soft_weight=self.distill)
 
     def trained_tensors(self) -> dict[str, Tensor]:
         """The parameters training changes (decoder + trainable encoder layers): what a checkpoint stores."""

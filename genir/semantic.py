@@ -94,9 +94,16 @@ class SemanticLayer:
         q_texts, q_docs = ([], []) if train_queries is None else train_pairs(train_queries, train_qrels, corpus.doc_ids)
         train_cfg = apply_mix(cfg.train)
         logger.info("pseudo-query mix: %s", train_cfg.pseudo_mix)
+        doc_emb = None
+        if train_cfg.distill > 0:
+            if cfg.embed.model != cfg.model.encoder:
+                raise ValueError(f"train.distill needs the dense index and the text encoder to be one model (its "
+                                 f"teacher compares the encoder's pooled states with the document vectors); got "
+                                 f"embed.model={cfg.embed.model!r} and model.encoder={cfg.model.encoder!r}")
+            doc_emb = broadcast_array(emb if info.rank == 0 else None, info, dtype=np.float32)
         retriever = GenerativeRetriever.train(texts, titles, ids, trie, q_texts, q_docs, model_cfg=cfg.model,
                                               train_cfg=train_cfg, device=device, workdir=workdir, resume=resume,
-                                              progress=progress)
+                                              progress=progress, doc_emb=doc_emb)
         timings.update(retriever.build_info.get("seconds", {}))
         meta = {"codec_stats": stats, "build_seconds": timings, "train_queries": len(q_texts), "trained_docs": len(ids),
                 "pseudo_mix": train_cfg.pseudo_mix, "train_config": to_dict(train_cfg),
