@@ -177,7 +177,9 @@ class RecConfig:
     """Sequential recommendation (genir.rec): protocol, item IDs, TIGER-style model, SASRec baseline."""
 
     max_history: int = 20  # newest history items a model sees (training prefixes and queries alike)
-    item_embedding: str = "auto"  # auto | text | cooc | text+cooc: source of the item vectors behind semantic IDs
+    # source of the item vectors behind semantic IDs: auto | text | cooc | text+cooc | sasrec | text+sasrec (sasrec:
+    # the item table of the SASRec trained in the same build, or taken with --reuse); auto = text+cooc with text, else cooc
+    item_embedding: str = "auto"
     cooc_dim: int = 64  # dimensions of the co-occurrence (PPMI + truncated SVD) item vectors
     cooc_window: int = 3  # items within this distance in a training sequence count as co-occurring
     codec: CodecConfig = field(default_factory=CodecConfig)  # semantic IDs of items (3 x 256 + suffix)

@@ -59,3 +59,38 @@ def test_new_item_from_text_lands_near_its_textual_neighbour():
     vec = new_item_vectors(["Essie, Makeup, Nails, Nail Polish"], known)
     assert vec.shape == (1, 384 + 3)
     assert int(np.argmax(vec @ known.combined().T)) == 0
+
+
+def test_sasrec_item_table_as_item_vectors_with_unseen_items_imputed_from_text(tmp_path):
+    from genir.rec.items import item_embeddings
+
+    texts = ["a", "b", "c", "d"]
+    table = np.array([[3, 0], [0, 2], [1, 1], [5, 5]], dtype=np.float32)
+    # item 3 never appears in a training sequence: its row never learned from a positive
+    only = item_embeddings(texts, [np.array([0, 1, 2])], source="sasrec", sasrec_table=table)
+    assert only.source == "sasrec" and only.text is None and only.cooc is None
+    np.testing.assert_allclose(only.combined(), table / np.linalg.norm(table, axis=1, keepdims=True), atol=1e-6)
+    with pytest.raises(ValueError, match="needs the trained SASRec's item table"):
+        item_embeddings(texts, [np.array([0, 1, 2])], source="sasrec")
+    with pytest.raises(ValueError, match="has none"):
+        resolve_source("text+sasrec", ["", ""])
+    only.save(tmp_path / "v.safetensors")
+    back = ItemVectors.load(tmp_path / "v.safetensors")
+    assert back.source == "sasrec" and np.array_equal(back.sasrec, only.sasrec)
+
+
+def test_text_and_sasrec_vectors_impute_unseen_items_and_new_ones_from_text_neighbours(monkeypatch):
+    import genir.rec.items as items
+
+    text = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.9, 0.1, 0]], dtype=np.float32)
+    monkeypatch.setattr(items, "text_embeddings", lambda texts, **kw: text[[int(t) for t in texts]])
+    table = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], dtype=np.float32)
+    vec = items.item_embeddings(["0", "1", "2", "3"], [np.array([0, 1, 2])], source="text+sasrec",
+                                sasrec_table=table)
+    # unseen item 3 takes the mean SASRec vector of its textual neighbours among the seen items, not its own
+    # untrained row
+    np.testing.assert_allclose(vec.sasrec[3], items.impute_cooc(text[3:], text[:3], table[:3])[0], atol=1e-6)
+    assert vec.sasrec[3] @ table[3] < 0.5
+    np.testing.assert_allclose(vec.sasrec[:3], table[:3], atol=1e-6)
+    new = items.new_item_vectors(["3"], vec)
+    np.testing.assert_allclose(new, vec.combined()[3:], atol=1e-6)

@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genir import store
@@ -111,6 +112,29 @@ def test_one_model_retrained_alone_from_a_saved_index(planted_amazon, tmp_path, 
     assert saved["config"]["seed"] == 2 and saved["ids"]["config"]["seed"] == 0  # model and IDs: their own seeds
     rec = Recommender.load(tmp_path / "gen", device="cpu")
     assert len(rec.recommend(user="u1", k=10)) == len(rec.recommend(user="u1", k=10, mode="sasrec")) == 10
+
+
+def test_generative_retrained_on_ids_from_the_reused_sasrec_item_table(planted_amazon, tmp_path, capsys):
+    """Other ID settings with --mode generative: the IDs are fitted anew (here over the reused SASRec's item
+    table), the reused SASRec and popularity are copied, and the manifest says that the IDs were not taken."""
+    from genir.rec.items import ItemVectors
+
+    _index(planted_amazon, tmp_path / "base", capsys)
+    sets = [a if a != "item_embedding=cooc" else "item_embedding=sasrec" for a in SETS]
+    code, _, err = _genir(["index", planted_amazon, "--task", "recommend", "--out", tmp_path / "sas-ids", "--device",
+                           "cpu", "--no-verbose", *IDS, *sets, "--reuse", tmp_path / "base", "--mode", "generative"],
+                          capsys)
+    assert code == 0, err
+    manifest = store.verify(tmp_path / "sas-ids")
+    assert manifest["reused"]["stages"] == ["sasrec", "popular"]
+    base, new = (Recommender.load(tmp_path / p, device="cpu") for p in ("base", "sas-ids"))
+    vectors = ItemVectors.load(store.current_version(tmp_path / "sas-ids") / "generative" / "item_vectors.safetensors")
+    table = base.sasrec.item_emb.weight[1:].detach().numpy()
+    assert vectors.source == "sasrec" and vectors.sasrec.shape == table.shape
+    seen = np.linalg.norm(vectors.sasrec - table / np.linalg.norm(table, axis=1, keepdims=True), axis=1) < 1e-5
+    assert seen.mean() > 0.9  # the table itself (rows of items absent from training are imputed, when text exists)
+    assert new.generative.ids["item_embedding"] == "sasrec" and base.generative.ids["item_embedding"] == "cooc"
+    assert len(new.recommend(user="u1", k=10, mode="hybrid")) == 10
 
 
 def test_reuse_refuses_other_data_other_ids_and_retrieval(planted_amazon, tmp_path, capsys, write_amazon, write_beir):

@@ -65,13 +65,16 @@ class GenerativeRecLayer:
     # ------------------------------------------------------------------------------------------ stages
     @classmethod
     def fit_ids(cls, data: Interactions, cfg: RecConfig, *, device: torch.device = torch.device("cpu"),
-                progress: bool | None = None) -> tuple["GenerativeRecLayer", dict[str, float]]:
-        """Stages 1 and 2 on the training parts of ``data``: item vectors (text embedded on ``device``), then the
-        codec, the IDs and their trie. -> (layer without model, {"embed_seconds", "codec_seconds"})."""
+                progress: bool | None = None, sasrec_table: np.ndarray | None = None,
+                ) -> tuple["GenerativeRecLayer", dict[str, float]]:
+        """Stages 1 and 2 on the training parts of ``data``: item vectors (text embedded on ``device``; the sasrec
+        sources read ``sasrec_table``, a trained SASRec's item embeddings), then the codec, the IDs and their trie.
+        -> (layer without model, {"embed_seconds", "codec_seconds"})."""
         t0 = time.perf_counter()
         vectors = item_vectors.item_embeddings(
             data.item_text, train_parts(data), source=cfg.item_embedding, cooc_dim=cfg.cooc_dim,
-            cooc_window=cfg.cooc_window, seed=cfg.seed, device=str(device), progress=progress)
+            cooc_window=cfg.cooc_window, seed=cfg.seed, device=str(device), progress=progress,
+            sasrec_table=sasrec_table)
         emb = vectors.combined()
         t1 = time.perf_counter()
         codec = make_codec(cfg.codec).fit(emb, seed=cfg.codec.seed)

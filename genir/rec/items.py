@@ -1,5 +1,6 @@
 """Item vectors behind the semantic IDs: item text through MiniLM, interactions through a factorised
-co-occurrence matrix, or both concatenated.
+co-occurrence matrix or through the item table of the trained SASRec (collaborative vectors), or text and one of
+the two concatenated.
 
 Why both by default when text exists: Amazon Beauty's only text is brand + category (3,120 distinct
 strings for 12,101 items; 201 items share "Skin Care, Body, Moisturizers, Lotions"), so text alone gives
@@ -25,7 +26,7 @@ ITEM_EMBED = EmbedConfig(precision="fp32")
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("auto", "text", "cooc", "text+cooc")
+SOURCES = ("auto", "text", "cooc", "text+cooc", "sasrec", "text+sasrec")
 
 
 def resolve_source(source: str, texts: list[str]) -> str:
@@ -36,7 +37,8 @@ def resolve_source(source: str, texts: list[str]) -> str:
     if source == "auto":
         return "text+cooc" if has_text else "cooc"
     if "text" in source and not has_text:
-        raise ValueError(f"item_embedding {source!r} needs item text and this dataset has none; use 'cooc' or 'auto'")
+        raise ValueError(f"item_embedding {source!r} needs item text and this dataset has none; use 'cooc', "
+                         "'sasrec' or 'auto'")
     return source
 
 
@@ -95,17 +97,19 @@ def cooc_embeddings(train_seqs: list[np.ndarray], num_items: int, *, dim: int = 
     return _unit(out)
 
 
-def combine(text: np.ndarray | None, cooc: np.ndarray | None) -> np.ndarray:
-    """Concatenate unit-norm parts with equal weight; the result is unit norm (zero rows stay zero)."""
-    parts = [p for p in (text, cooc) if p is not None]
-    if not parts:
-        raise ValueError("need at least one of text or co-occurrence embeddings")
-    return _unit(np.concatenate(parts, axis=1))
+def combine(*parts: np.ndarray | None) -> np.ndarray:
+    """Concatenate the given unit-norm parts (None: absent) with equal weight; the result is unit norm (zero rows
+    stay zero)."""
+    given = [p for p in parts if p is not None]
+    if not given:
+        raise ValueError("need at least one of the text, co-occurrence or SASRec item vectors")
+    return _unit(np.concatenate(given, axis=1))
 
 
 def impute_cooc(text_new: np.ndarray, text_known: np.ndarray, cooc_known: np.ndarray, *, k: int = 10) -> np.ndarray:
-    """Co-occurrence vectors for items without interactions: the mean over their ``k`` nearest known
-    items by text (cosine), so a new item lands among the items it reads like. (m, d_text) -> (m, d_cooc)."""
+    """Interaction vectors (co-occurrence or SASRec) for items without interactions: the mean over their ``k``
+    nearest known items by text (cosine), so a new item lands among the items it reads like. (m, d_text) ->
+    (m, d_cooc); known rows that are zero are skipped."""
     has = np.linalg.norm(cooc_known, axis=1) > 0
     known_text, known_cooc = text_known[has], cooc_known[has]
     if len(known_text) == 0:
@@ -120,15 +124,18 @@ def impute_cooc(text_new: np.ndarray, text_known: np.ndarray, cooc_known: np.nda
 class ItemVectors:
     """Per-item unit vectors of each source used; ``combined`` is what the codec sees."""
 
-    source: str  # resolved: text | cooc | text+cooc
+    source: str  # resolved: text | cooc | text+cooc | sasrec | text+sasrec
     text: np.ndarray | None  # (n, 384) MiniLM
     cooc: np.ndarray | None  # (n, cooc_dim) PPMI-SVD (imputed from text neighbours for items without pairs)
+    # (n, sasrec_dim) the trained SASRec's item embeddings, unit norm (imputed from text neighbours, when there is
+    # text, for items absent from the training sequences: their rows never learned from a positive)
+    sasrec: np.ndarray | None = None
 
     def combined(self) -> np.ndarray:
-        return combine(self.text, self.cooc)
+        return combine(self.text, self.cooc, self.sasrec)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {k: v for k, v in (("text", self.text), ("cooc", self.cooc)) if v is not None}
+        return {k: v for k, v in (("text", self.text), ("cooc", self.cooc), ("sasrec", self.sasrec)) if v is not None}
 
     def save(self, path: Path) -> None:
         """One safetensors file: the arrays, and the source in its metadata."""
@@ -146,25 +153,36 @@ class ItemVectors:
             source = (f.metadata() or {}).get("source", source)
         if source not in SOURCES[1:]:
             raise ValueError(f"{path}: unknown item vector source {source!r}; expected one of {SOURCES[1:]}")
-        return cls(source, arrays.get("text"), arrays.get("cooc"))
+        return cls(source, arrays.get("text"), arrays.get("cooc"), arrays.get("sasrec"))
 
 
 def item_embeddings(texts: list[str], train_seqs: list[np.ndarray], *, source: str = "auto", cooc_dim: int = 64,
                     cooc_window: int = 3, embed: EmbedConfig = ITEM_EMBED, seed: int = 0, device: str = "auto",
-                    progress: bool | None = None) -> ItemVectors:
+                    progress: bool | None = None, sasrec_table: np.ndarray | None = None) -> ItemVectors:
     """Item vectors from the requested source ("auto": text+cooc when there is text, else cooc); text is
-    embedded on ``device``."""
+    embedded on ``device``. The sasrec sources need ``sasrec_table`` (num_items, d): a trained SASRec's item
+    embeddings, row = item index."""
     source = resolve_source(source, texts)
     text = text_embeddings(texts, embed=embed, device=device, progress=progress) if "text" in source else None
-    cooc = None
+    cooc = sasrec = None
     if "cooc" in source:
         cooc = cooc_embeddings(train_seqs, len(texts), dim=cooc_dim, window=cooc_window, seed=seed)
-    if text is not None and cooc is not None:
         cold = np.linalg.norm(cooc, axis=1) == 0
-        if cold.any():
-            cooc[cold] = impute_cooc(text[cold], text, cooc)
+    if "sasrec" in source:
+        if sasrec_table is None or len(sasrec_table) != len(texts):
+            raise ValueError(f"item_embedding {source!r} needs the trained SASRec's item table, one row per item "
+                             f"({len(texts)}); train SASRec in the same build (--mode sasrec) or --reuse an index "
+                             "that has it")
+        sasrec = _unit(np.asarray(sasrec_table, dtype=np.float32))
+        seen = np.zeros(len(texts), dtype=bool)
+        for seq in train_seqs:
+            seen[np.asarray(seq, dtype=np.int64)] = True
+        cold = ~seen
+    if text is not None and (cooc is not None or sasrec is not None) and cold.any():
+        part = cooc if cooc is not None else sasrec
+        part[cold] = impute_cooc(text[cold], text[~cold], part[~cold])
     logger.info("item embeddings from %s: %d items", source, len(texts))
-    return ItemVectors(source, text, cooc)
+    return ItemVectors(source, text, cooc, sasrec)
 
 
 def new_item_vectors(texts: list[str], known: ItemVectors, *, embed: EmbedConfig = ITEM_EMBED,
@@ -173,8 +191,8 @@ def new_item_vectors(texts: list[str], known: ItemVectors, *, embed: EmbedConfig
     if known.text is None:
         raise ValueError(f"item IDs here come from {known.source!r}, not text; pass embeddings= for new items")
     text = text_embeddings(texts, embed=embed, device=device)
-    cooc = impute_cooc(text, known.text, known.cooc) if known.cooc is not None else None
-    return combine(text, cooc)
+    parts = [impute_cooc(text, known.text, p) if p is not None else None for p in (known.cooc, known.sasrec)]
+    return combine(text, *parts)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

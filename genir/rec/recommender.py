@@ -134,8 +134,9 @@ class Recommender:
                 rec.reports["sasrec"] = {"train": report.to_dict(), "seconds": time.perf_counter() - t0}
             if "generative" in modes:
                 ids_from = old.generative if "item_ids" in carried else None
+                sasrec = rec.sasrec if rec.sasrec is not None else (old.sasrec if "sasrec" in carried else None)
                 rec._train_generative(ids_from, _sample(valid, cfg.valid_users, cfg.seed),
-                                      ckpt / "tiger" if ckpt else None, resume, progress)
+                                      ckpt / "tiger" if ckpt else None, resume, progress, sasrec=sasrec)
             if old is not None:
                 reusing.carry(old, rec, carried, Path(reuse))
             if "hybrid" in rec.modes:
@@ -145,11 +146,16 @@ class Recommender:
         return rec
 
     def _train_generative(self, ids_from: GenerativeRecLayer | None, valid: Examples, ckpt: Path | None,
-                          resume: bool, progress: bool | None) -> None:
-        """Item vectors and IDs (fitted here, or those of ``ids_from``), then the model trained on them."""
+                          resume: bool, progress: bool | None, *, sasrec: SASRec | None = None) -> None:
+        """Item vectors and IDs (fitted here, or those of ``ids_from``), then the model trained on them. ``sasrec``:
+        the trained SASRec whose item table the sasrec item_embedding sources read."""
         t0 = time.perf_counter()
         if ids_from is None:
-            layer, seconds = GenerativeRecLayer.fit_ids(self.data, self.cfg, device=self.device, progress=progress)
+            table = None
+            if sasrec is not None:
+                table = sasrec.item_emb.weight[1:].detach().float().cpu().numpy()  # row 0 is padding
+            layer, seconds = GenerativeRecLayer.fit_ids(self.data, self.cfg, device=self.device, progress=progress,
+                                                        sasrec_table=table)
         else:
             layer, seconds = ids_from.untrained(self.cfg), {"embed_seconds": 0.0, "codec_seconds": 0.0}
         train = layer.train(self.data, valid, checkpoint_dir=ckpt, resume=resume, progress=progress)

@@ -3,8 +3,9 @@
 
 The stages an index holds: ``item_ids`` (item vectors and the IDs fitted on them: genir.rec.generative), the
 ``generative`` model trained on those IDs, ``sasrec`` and ``popular``. A build with ``reuse`` takes
-``item_ids`` from the reused index whenever it has them (a generative model in ``modes`` trains on them), and
-copies every mode it does not train. What is taken must fit the build: the same data (the same users,
+``item_ids`` from the reused index whenever it has them and the build asks for the same ID settings (a generative
+model in ``modes`` trains on them; with other ID settings it trains on IDs fitted anew, e.g. ``--set
+item_embedding=sasrec`` over the reused SASRec), and copies every mode it does not train. What is taken must fit the build: the same data (the same users,
 sequences and item table), and the config fields that shaped each taken stage equal to the build's, so the new
 index's config describes what it holds. Two kinds of fields may differ: ``seed`` (a retrained model may draw a
 new seed; a taken stage keeps its own) and the fields that only say how long to train (genir.rec.training
@@ -42,9 +43,13 @@ def carried_stages(path: Path, old: "Recommender", data: Interactions, cfg: RecC
                          "sequences or item texts); reuse an index built from this data folder")
     stages = []
     if old.generative is not None:
-        stages.append("item_ids")
-        _refuse_changes(path, "item IDs", _diff(old.generative.ids, ids_config(cfg), ID_FIELDS),
-                        "or build without --reuse")
+        id_changes = _diff(old.generative.ids, ids_config(cfg), ID_FIELDS)
+        if not id_changes:
+            stages.append("item_ids")
+        elif "generative" not in modes:
+            _refuse_changes(path, "item IDs", id_changes, "or retrain the generative model on new ones (--mode "
+                            "generative)")
+        # else: the generative model retrains on item vectors and IDs fitted anew under this build's settings
         if "generative" not in modes:
             stages.append("generative")
             _refuse_changes(path, "generative model", _model_diff(old.generative.cfg, cfg, "generative"),
