@@ -202,22 +202,29 @@ train = {{epochs = 1, batch_size = 32, checkpoint_every = 3}}
     assert {"ids", "trie", "train"} <= set(cell["index"]["build_seconds"])
 
 
-def test_recommendation_job(tmp_path):
-    from genir.rec.synthetic import planted_sequences
-
-    seqs = planted_sequences(num_users=60, num_items=24, seed=1)
-    folder = tmp_path / "amazon"
-    folder.mkdir()
-    users, items = seqs.table.column("user_id").to_pylist(), seqs.table.column("items").to_pylist()
-    (folder / "user_sequence.txt").write_text("".join(" ".join([u, *h]) + "\n" for u, h in zip(users, items)))
-    job = write_job(tmp_path / "rec.toml", """
+REC_JOB = """
 task = "recommend"
 out = "results"
-splits = ["valid", "test"]
+splits = {splits}
 modes = ["sasrec", "popular"]
 metrics = ["R@10", "nDCG@10"]
 [datasets]
 amazon = "amazon"
+"""
+
+
+def write_sequences(folder: Path, seqs) -> None:
+    """An Amazon-format folder (user_sequence.txt) holding ``seqs`` (genir.data.types.Sequences)."""
+    folder.mkdir()
+    users, items = seqs.table.column("user_id").to_pylist(), seqs.table.column("items").to_pylist()
+    (folder / "user_sequence.txt").write_text("".join(" ".join([u, *h]) + "\n" for u, h in zip(users, items)))
+
+
+def test_recommendation_job(tmp_path):
+    from genir.rec.synthetic import planted_sequences
+
+    write_sequences(tmp_path / "amazon", planted_sequences(num_users=60, num_items=24, seed=1))
+    job = write_job(tmp_path / "rec.toml", REC_JOB.format(splits='["valid", "test"]') + """
 [configs.small]
 sasrec_dim = 16
 sasrec_layers = 1
@@ -232,6 +239,42 @@ item_embedding = "cooc"
     assert result["num_queries"] == 60 and result["config"]["sasrec_dim"] == 16
     assert result["index"]["training"]["sasrec"]["epochs"] == 2 and result["seeds"] == {"model": 0, "codec": 0}
     assert result["report"]["results"][0]["mode"] == "sasrec"
+
+
+def test_recommendation_job_builds_a_config_from_another_ones_index(tmp_path):
+    """[reuse]: config 'again' trains popularity only and copies the SASRec of config 'base' (built first, whatever
+    the file's order), so their SASRec cells score the same; bad [reuse] tables are refused before any work."""
+    from genir import store
+    from genir.rec.synthetic import planted_sequences
+
+    write_sequences(tmp_path / "amazon", planted_sequences(num_users=40, num_items=24, seed=2))
+    text = REC_JOB.format(splits='["test"]') + """
+[configs.again]
+sasrec_dim = 16
+sasrec_layers = 1
+max_epochs = 2
+seed = 1
+[configs.base]
+sasrec_dim = 16
+sasrec_layers = 1
+max_epochs = 2
+[reuse.again]
+from = "base"
+train = ["popular"]
+"""
+    job = write_job(tmp_path / "rec.toml", text)
+    outcome = run_job(job, device="cpu")
+    assert outcome.exit_code == 0, outcome.text
+    cells = {r["cell"]: r["metrics"] for r in outcome.summary["cells"]}
+    assert cells["amazon--again--test--sasrec"] == cells["amazon--base--test--sasrec"]
+    manifest = store.verify(tmp_path / "results" / "work" / "indexes" / "amazon--again")
+    assert manifest["reused"]["stages"] == ["sasrec"] and manifest["reused"]["config"]["seed"] == 0
+    assert outcome.summary["counts"]["built"] == 2
+    for bad, message in ((text.replace('train = ["popular"]', 'train = ["generative"]'), "expected some of the job's"),
+                         (text.replace('from = "base"', 'from = "again"'), "another config of this job"),
+                         (text.replace("[reuse.again]", "[reuse.other]"), "no config 'other'")):
+        with pytest.raises(ValueError, match=message):
+            load_job(write_job(tmp_path / "bad.toml", bad))
 
 
 def test_ray_backend_missing_is_one_line(tmp_path, data, capsys, monkeypatch):

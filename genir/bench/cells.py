@@ -212,8 +212,15 @@ def _build_recommend(build: Build, ctx: Context, train: Path, resume: bool) -> d
     from genir.rec import commands
 
     started = time.perf_counter()
-    summary = commands.index(build.data, out=index_dir(ctx, build), config=build.cfg(), modes=build.modes,
-                             checkpoint_dir=train, resume=resume, progress=False, device=ctx.device)
+    reuse = None
+    if build.reuse is not None:  # the index it is built from: built (or found built) first
+        source = build_index(build.reuse, ctx)
+        if source.get("status") != "ok":
+            raise RuntimeError(f"its reused index {build.reuse.key} was not built: {source.get('error')}")
+        reuse = index_dir(ctx, build.reuse)
+    summary = commands.index(build.data, out=index_dir(ctx, build), config=build.cfg(),
+                             modes=build.train_modes or build.modes, checkpoint_dir=train, resume=resume,
+                             progress=False, device=ctx.device, reuse=reuse)
     reports = summary["reports"]
     seconds = {mode: r.get("seconds") for mode, r in reports.items()}
     return {"version": summary["version"], "build_seconds": {**seconds, "total": time.perf_counter() - started},

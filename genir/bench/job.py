@@ -12,6 +12,9 @@
     scifact = "scifact"              # a folder: absolute, or under this file's folder, $GENIR_DATA or ../shared/data
     [configs.baselines]              # IndexConfig fields over the defaults (RecConfig for recommend), nested
     generative = false               #   tables or dotted keys: codec.scheme = "rqkmeans", train.epochs = 2
+    [reuse.sasrec-ids]               # recommend only: build config 'sasrec-ids' from config 'default''s index of
+    from = "default"                 #   the same dataset, training only `train` (`genir index --reuse`: the
+    train = ["generative"]           #   other models are copied; item IDs are refitted when their fields differ)
     [[expected]]                     # pyserini regression style
     dataset = "scifact"
     config = "baselines"
@@ -50,6 +53,7 @@ TOP: dict[str, Any] = {
     "train_split": "train-dev",  # queries the generative model trains on
     "tune_split": "dev",  # split the hybrid fusion is tuned on ('' = defaults); never test
     "tolerance": 0.005, "datasets": None, "configs": None, "expected": [],
+    "reuse": {},  # recommend: config name -> {"from": another config, "train": [modes trained; the rest copied]}
 }
 EXPECTED_FIELDS = ("dataset", "config", "split", "mode", "metric", "value", "tolerance")
 
@@ -70,6 +74,8 @@ class Build:
     dev_fraction: float
     train_split: str
     tune_split: str
+    reuse: "Build | None" = None  # recommend: the build whose index this one is built from (genir index --reuse)
+    train_modes: tuple[str, ...] = ()  # with reuse: the modes trained (the others are copied)
 
     def cfg(self) -> IndexConfig | RecConfig:
         return from_dict(IndexConfig if self.task == "retrieve" else RecConfig, self.config)
@@ -151,16 +157,25 @@ def load_job(path: str | Path, *, out: str | Path | None = None) -> Job:
         raise ValueError(f"{where}: train_split/tune_split 'test' would train or tune on the test queries; use 'dev'")
     datasets = {n: _resolve_data(n, d, path.parent, where) for n, d in _table(job, "datasets", where).items()}
     configs = {n: _config(task, c, f"{where}: configs.{n}") for n, c in _table(job, "configs", where).items()}
+    reuse = _reuse(job, task, configs, modes, where)
     builds, cells = [], []
     for dname, data in datasets.items():
-        for cname, config in configs.items():
+        by_config: dict[str, Build] = {}
+        for cname in sorted(configs, key=lambda c: c in reuse):  # a reused build before the builds from it
+            config = configs[cname]
             _check_config_modes(task, config, modes, f"{where}: configs.{cname}")
+            source = by_config[reuse[cname]["from"]] if cname in reuse else None
             identity = {"task": task, "data": data, "config": config, "modes": modes if task == "recommend" else [],
                         **{k: job[k] for k in ("seed", "dev_fraction", "train_split", "tune_split")}}
-            build = Build(key=f"{dname}--{cname}", hash=digest(identity), task=task, dataset=dname, data=data,
-                          config_name=cname, config=config, modes=tuple(modes), seed=job["seed"],
-                          dev_fraction=float(job["dev_fraction"]), train_split=job["train_split"],
-                          tune_split=job["tune_split"])
+            if source is not None:
+                identity["reuse"] = {"from": source.hash, "train": reuse[cname]["train"]}
+            by_config[cname] = Build(
+                key=f"{dname}--{cname}", hash=digest(identity), task=task, dataset=dname, data=data, config_name=cname,
+                config=config, modes=tuple(modes), seed=job["seed"], dev_fraction=float(job["dev_fraction"]),
+                train_split=job["train_split"], tune_split=job["tune_split"], reuse=source,
+                train_modes=tuple(reuse[cname]["train"]) if source is not None else tuple(modes))
+        for cname in configs:  # builds and cells in the job file's order
+            build = by_config[cname]
             builds.append(build)
             for split in splits:
                 for mode in modes:
@@ -176,6 +191,34 @@ def load_job(path: str | Path, *, out: str | Path | None = None) -> Job:
     work = (path.parent / job["work"]).resolve() if job["work"] and not out else out_dir / "work"
     return Job(name=name, path=path, sha256=hashlib.sha256(raw_bytes).hexdigest(), task=task, out=out_dir,
                work=work, builds=tuple(builds), cells=tuple(cells), metrics=tuple(metrics), expected=expected)
+
+
+def _reuse(job: dict, task: str, configs: dict, modes: list[str], where: str) -> dict[str, dict]:
+    """The [reuse] table checked: config -> {"from": another config that reuses nothing, "train": modes}."""
+    table = job["reuse"]
+    if not table:
+        return {}
+    if task != "recommend":
+        raise ValueError(f"{where}: [reuse] applies to task 'recommend' (genir index --reuse)")
+    from genir.rec.recommender import MODELS
+
+    out = {}
+    for cname, entry in table.items():
+        at = f"{where}: reuse.{cname}"
+        if cname not in configs:
+            raise ValueError(f"{at}: no config {cname!r} in [configs] ({sorted(configs)})")
+        if not isinstance(entry, dict) or set(entry) != {"from", "train"}:
+            raise ValueError(f"{at}: expected a table with `from` (a config) and `train` (the modes it trains)")
+        source, train = entry["from"], entry["train"]
+        if source not in configs or source == cname or source in table:
+            raise ValueError(f"{at}: from = {source!r} must be another config of this job that reuses nothing")
+        train = _names(train, f"{at}: train")
+        bad = [m for m in train if m not in MODELS or m not in modes]
+        if bad:
+            raise ValueError(f"{at}: train {bad}: expected some of the job's modes with a model of their own "
+                             f"{[m for m in MODELS if m in modes]}")
+        out[cname] = {"from": source, "train": train}
+    return out
 
 
 def _check_type(default: Any, value: Any, where: str) -> None:

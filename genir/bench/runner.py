@@ -82,7 +82,9 @@ def plan(path: str | Path, *, out: str | Path | None = None) -> str:
 
 # ---------------------------------------------------------------------------------------------- backends
 def _builds_of(cells: list[Cell]) -> list[Build]:
-    return list({c.build.key: c.build for c in cells}.values())
+    """The builds of ``cells``, each once, those built from another index ([reuse]) after the others."""
+    builds = list({c.build.key: c.build for c in cells}.values())
+    return sorted(builds, key=lambda b: b.reuse is not None)
 
 
 def _run_local(cells: list[Cell], ctx: Context, **_ray_only: Any) -> tuple[dict, dict]:
@@ -133,6 +135,8 @@ def _run_ray(cells: list[Cell], ctx: Context, *, address: str | None, timeout: f
             if build.task == "retrieve":
                 key = json.dumps([build.data, build.config["embed"]], sort_keys=True)
                 after = [embeds.setdefault(key, embed_task.remote(build, ctx))]
+            if build.reuse is not None and build.reuse.key in build_refs:
+                after.append(build_refs[build.reuse.key])  # its source is built by that task, not twice
             build_refs[build.key] = build_task.remote(build, ctx, *after)
         cell_refs = {c.key: cell_task.remote(c, ctx, build_refs[c.build.key]) for c in cells}
         results, records = {}, {}
