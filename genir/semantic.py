@@ -100,6 +100,10 @@ class SemanticLayer:
                 raise ValueError(f"train.distill needs the dense index and the text encoder to be one model (its "
                                  f"teacher compares the encoder's pooled states with the document vectors); got "
                                  f"embed.model={cfg.embed.model!r} and model.encoder={cfg.model.encoder!r}")
+            if cfg.model.trainable_encoder_layers:
+                raise ValueError("train.distill pools the frozen encoder's last states into the teacher's query "
+                                 "vectors: it needs model.trainable_encoder_layers=0 (the cached states stop below "
+                                 "the trained layers)")
             doc_emb = broadcast_array(emb if info.rank == 0 else None, info, dtype=np.float32)
         retriever = GenerativeRetriever.train(texts, titles, ids, trie, q_texts, q_docs, model_cfg=cfg.model,
                                               train_cfg=train_cfg, device=device, workdir=workdir, resume=resume,

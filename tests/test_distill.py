@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from genir.config import CodecConfig, EmbedConfig, IndexConfig, TrainConfig
+from genir.config import CodecConfig, EmbedConfig, IndexConfig, ModelConfig, TrainConfig
 from genir.generative import Teacher
 from genir.index import GenerativeIndex
 from genir.model import IdDecoder, soft_targets
@@ -79,9 +79,13 @@ def test_a_build_with_distillation_trains_on_the_teachers_targets(tmp_path):
     assert (res.doc_idx[res.doc_idx >= 0] < len(corpus)).all()
 
 
-def test_distillation_refuses_a_dense_index_of_another_model(tmp_path):
+def test_distillation_refuses_a_dense_index_of_another_model_or_a_trained_encoder(tmp_path):
     corpus = synthetic_corpus(2)
     emb = np.random.default_rng(0).standard_normal((len(corpus), 384)).astype(np.float32)
     with pytest.raises(ValueError, match="one model"):
         GenerativeIndex.build(corpus, _config(0.5, model="/some/other-model"), train_queries=None, train_qrels=None,
                               device="cpu", workdir=tmp_path, progress=False, embeddings=emb)
+    trained_top = dataclasses.replace(_config(0.5), model=dataclasses.replace(ModelConfig(), trainable_encoder_layers=1))
+    with pytest.raises(ValueError, match="trainable_encoder_layers=0"):
+        GenerativeIndex.build(corpus, trained_top, train_queries=None, train_qrels=None, device="cpu",
+                              workdir=tmp_path, progress=False, embeddings=emb)
