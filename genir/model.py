@@ -76,7 +76,8 @@ class _DecoderLayer(nn.Module):
     def memory_kv(self, memory: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Cross-attention K/V of ``memory`` (B, S, d). With ``mask`` (B, S) bool, only the real positions are
         projected and padding gets zeros: attention never reads padded keys, so the output is the same, and
-        batches padded to their longest text (most of a training step's matmuls) cost their real tokens only."""
+        batches of queries padded to their longest one cost their real tokens only. (Decoding; training's
+        teacher-forced pass uses ``_cross_absorbed`` and projects no memory.)"""
         if mask is None or bool(mask.all()):
             kv = self.cross_kv(memory)
         else:
@@ -88,15 +89,33 @@ class _DecoderLayer(nn.Module):
         return self._heads(k), self._heads(v)
 
     def _cross(self, x: Tensor, k: Tensor, v: Tensor, mem_mask: Tensor) -> Tensor:
-        # x (B, N, d): N is target positions when training, beams when decoding; same attention either way
+        # x (B, W, d): one row per beam when decoding, every beam of a query reading its K/V
         q = self._heads(self.cross_q(self.ln_cross(x)))
         return self.drop(self.cross_out(self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mem_mask))))
 
-    def forward(self, x: Tensor, k: Tensor, v: Tensor, mem_mask: Tensor) -> Tensor:
-        """Teacher-forced pass over the whole target (B, T, d)."""
+    def _cross_absorbed(self, x: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
+        """Cross-attention of x (B, N, d) to ``memory`` (B, S, d) (mask (B, S) bool) without projecting the memory:
+        q_h . (W_k,h m + b_k,h) ranks the memory like (W_k,h^T q_h) . m (the q_h . b_k,h term is the same for every
+        m, and softmax ignores it), and sum_j a_j (W_v,h m_j + b_v,h) = W_v,h (sum_j a_j m_j) + b_v,h. Equal to
+        ``_cross`` over ``memory_kv(memory)`` up to float rounding, and cheaper whenever the target is much shorter
+        than the memory: a training step projects N = depth rows per head instead of S memory tokens per layer."""
+        b, n, d = x.shape
+        h, dh, width = self.n_heads, d // self.n_heads, memory.shape[-1]
+        w_k, w_v = (w.view(h, dh, width) for w in self.cross_kv.weight.chunk(2, dim=0))
+        q = self.cross_q(self.ln_cross(x)).view(b * n, h, dh).transpose(0, 1)  # (H, B*N, dh)
+        q = torch.bmm(q, w_k).mul_(dh ** -0.5).view(h, b, n, width).transpose(0, 1).reshape(b, h * n, width)
+        scores = torch.bmm(q, memory.transpose(1, 2)).masked_fill(~mask[:, None, :], float("-inf"))
+        ctx = torch.bmm(scores.softmax(dim=-1), memory)  # (B, H*N, width): attention-weighted memory per head
+        ctx = ctx.view(b, h, n, width).transpose(0, 1).reshape(h, b * n, width)
+        out = torch.bmm(ctx, w_v.transpose(1, 2)).view(h, b, n, dh).permute(1, 2, 0, 3).reshape(b, n, d)
+        return self.drop(self.cross_out(out + self.cross_kv.bias[d:]))
+
+    def forward(self, x: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
+        """Teacher-forced pass over the whole target x (B, T, d), reading ``memory`` (B, S, d) where ``mask``
+        (B, S) is True."""
         q, sk, sv = (self._heads(t) for t in self.qkv(self.ln_self(x)).chunk(3, dim=-1))
         x = x + self.drop(self.self_out(self._merge(F.scaled_dot_product_attention(q, sk, sv, is_causal=True))))
-        x = x + self._cross(x, k, v, mem_mask)
+        x = x + self._cross_absorbed(x, memory, mask)
         return x + self.drop(self.ff(self.ln_ff(x)))
 
     def step(self, x: Tensor, cache: DecoderCache, i: int) -> Tensor:
@@ -154,7 +173,9 @@ class IdDecoder(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.apply(_init_weights)
 
-    def _memory(self, memory: Tensor, memory_mask: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
+    def _memory(self, memory: Tensor, memory_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The memory the layers read -> (memory (B, S', d_model), mask (B, S') bool), S' = S + 1 with the pooled
+        token."""
         if memory.shape[-1] != self.d_mem:
             raise ValueError(f"memory has width {memory.shape[-1]}; this decoder was built with d_mem={self.d_mem}")
         memory, memory_mask = memory.to(self.tok_emb.weight.dtype), memory_mask.bool()
@@ -165,9 +186,7 @@ class IdDecoder(nn.Module):
             pooled = (memory * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1.0)
             memory = torch.cat([pooled, memory], dim=1)
             memory_mask = torch.cat([torch.ones_like(memory_mask[:, :1]), memory_mask], dim=1)
-        mem = self.mem_proj(memory)
-        kv = [layer.memory_kv(mem, memory_mask) for layer in self.layers]
-        return [k for k, _ in kv], [v for _, v in kv], memory_mask[:, None, None, :]
+        return self.mem_proj(memory), memory_mask
 
     def forward(self, memory: Tensor, memory_mask: Tensor, codes: Tensor) -> list[Tensor]:
         """Teacher forcing: codes (B, depth) int64 -> per-level logits, entry l is (B, vocab_sizes[l])."""
@@ -177,9 +196,9 @@ class IdDecoder(nn.Module):
         prev = self.offsets[: depth - 1] + codes[:, :-1]
         tokens = torch.cat([torch.zeros(b, 1, dtype=torch.long, device=codes.device), prev], dim=1)
         x = self.drop(self.tok_emb(tokens) + self.pos_emb.weight[None, :depth])
-        ks, vs, mask = self._memory(memory, memory_mask)
-        for layer, k, v in zip(self.layers, ks, vs):
-            x = layer(x, k, v, mask)
+        mem, mask = self._memory(memory, memory_mask)
+        for layer in self.layers:
+            x = layer(x, mem, mask)
         x = self.ln_out(x)
         return [head(x[:, t]) for t, head in enumerate(self.heads)]
 
@@ -203,9 +222,10 @@ class IdDecoder(nn.Module):
 
     # -------------------------------------------------------------------------------- incremental
     def start(self, memory: Tensor, memory_mask: Tensor) -> DecoderCache:
-        """Project the memory into per-layer cross-attention K/V once per batch."""
-        ks, vs, mask = self._memory(memory, memory_mask)
-        return DecoderCache(cross_k=ks, cross_v=vs, mem_mask=mask)
+        """Project the memory into per-layer cross-attention K/V once per batch (each query's beams share them)."""
+        mem, mask = self._memory(memory, memory_mask)
+        kv = [layer.memory_kv(mem, mask) for layer in self.layers]
+        return DecoderCache(cross_k=[k for k, _ in kv], cross_v=[v for _, v in kv], mem_mask=mask[:, None, None, :])
 
     def step(self, cache: DecoderCache, prev_codes: Tensor | None, level: int) -> Tensor:
         """Logits (B, W, vocab_sizes[level]) for the code at ``level``.

@@ -302,11 +302,32 @@ def test_text_encoder_is_the_embedding_model_loaded_once_and_unchanged():
     torch.testing.assert_close(tuned(texts)[0][mask], ref[mask], rtol=1e-5, atol=1e-5)
 
 
-def test_cross_attention_projects_only_real_memory_tokens_and_gives_the_padded_result():
-    # memory_kv with the mask projects the real positions only (padding gets zero K/V, which attention never
-    # reads): the loss and every gradient equal the all-positions projection's, on a batch with padding
+def _standard_logits(dec: IdDecoder, memory: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor) -> list:
+    """The teacher-forced pass with the memory projected into K/V and scaled_dot_product_attention (the textbook
+    cross-attention, as decoding runs it), for comparison with the training pass's absorbed one."""
+    import torch.nn.functional as F
+
+    b, depth = codes.shape
+    prev = dec.offsets[: depth - 1] + codes[:, :-1]
+    x = dec.tok_emb(torch.cat([torch.zeros(b, 1, dtype=torch.long), prev], dim=1)) + dec.pos_emb.weight[None, :depth]
+    mem, m = dec._memory(memory, mask)
+    for layer in dec.layers:
+        k, v = layer.memory_kv(mem)  # every position, padding included: attention masks it out
+        q, sk, sv = (layer._heads(t) for t in layer.qkv(layer.ln_self(x)).chunk(3, dim=-1))
+        x = x + layer.self_out(layer._merge(F.scaled_dot_product_attention(q, sk, sv, is_causal=True)))
+        x = x + layer._cross(x, k, v, m[:, None, None, :])
+        x = x + layer.ff(layer.ln_ff(x))
+    return [head(dec.ln_out(x)[:, t]) for t, head in enumerate(dec.heads)]
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_training_cross_attention_projects_no_memory_and_equals_the_textbook_one(pooled):
+    # training's absorbed cross-attention: the loss and every gradient equal those of projecting the (padded)
+    # memory into K/V, without projecting it; decoding projects the real positions only (padding never read)
+    import torch.nn.functional as F
+
     torch.manual_seed(0)
-    dec = IdDecoder((16, 16, 4), d_model=32, n_layers=2, n_heads=4, d_mem=32, dropout=0.0)
+    dec = IdDecoder((16, 16, 4), d_model=32, n_layers=2, n_heads=4, d_mem=32, dropout=0.0, pooled_memory=pooled)
     memory = torch.randn(6, 9, 32)
     mask = torch.arange(9)[None] < torch.tensor([9, 1, 4, 7, 2, 9])[:, None]
     codes = torch.stack([torch.randint(0, v, (6,)) for v in (16, 16, 4)], 1)
@@ -316,14 +337,19 @@ def test_cross_attention_projects_only_real_memory_tokens_and_gives_the_padded_r
     layer.cross_kv.forward = lambda x: calls.append(x.shape[0] if x.dim() == 2 else x.shape[0] * x.shape[1]) or original(x)
     loss = dec.loss(memory, mask, codes)
     loss.backward()
+    assert calls == []  # no memory position projected while training
     grads = {n: p.grad.clone() for n, p in dec.named_parameters()}
-    assert calls == [int(mask.sum())]  # 39 real positions projected, not 6 x 9 = 54
     dec.zero_grad()
-    full = dec.loss(memory, torch.ones_like(mask), codes)  # sanity: all positions real is a different input
-    assert not torch.allclose(full, loss)
-    dec.zero_grad()
-    ks, vs, m = dec._memory(memory, mask)
-    ref = dec.layers[0].cross_kv(memory)  # the all-positions projection
-    k_ref, _ = ref.chunk(2, dim=-1)
-    torch.testing.assert_close(ks[0].transpose(1, 2).reshape(6, 9, 32)[mask], k_ref[mask])
-    assert grads and all(torch.isfinite(g).all() for g in grads.values())
+    ref = sum(F.cross_entropy(lg, codes[:, t]) for t, lg in enumerate(_standard_logits(dec, memory, mask, codes))) / 3
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
+    for name, p in dec.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert not torch.allclose(dec.loss(memory, torch.ones_like(mask), codes), loss)  # the mask matters
+    calls.clear()
+    cache = dec.start(memory, mask)
+    real = int(mask.sum()) + (6 if pooled else 0)
+    assert calls == [real]  # decoding: the real positions only, not 6 x 9
+    k_ref, _ = original(dec._memory(memory, mask)[0]).chunk(2, dim=-1)
+    full_mask = dec._memory(memory, mask)[1]
+    torch.testing.assert_close(cache.cross_k[0].transpose(1, 2).reshape(6, -1, 32)[full_mask], k_ref[full_mask])
