@@ -112,6 +112,8 @@ def msmarco(results: Path) -> Optional[list[str]]:
         args = " ".join(a for c in mix["commands"][:1] for a in c["argv"][4:] if a.startswith("--epochs"))
         out += ["", f"`bench_msmarco.py dev --result {path.name}` ({args or 'defaults'}), {_commit(mix['provenance'])}:"]
         out += _mix_table(mix)
+    for path in sorted([*results.glob("msmarco-10k-arch-*.json"), *results.glob("msmarco-10k-distill-*.json")]):
+        out += _variants_table(path.name, json.loads(path.read_text()))
     if dl19 is not None:
         extra = {"hybrid, untuned default fusion": dl19["hybrid_with_untuned_default_fusion"]["results"]["hybrid"]}
         out += ["", f"TREC DL 2019 on the DL pool ({dl19['num_queries']} queries, zero-shot, RR/R at grade >= 2), "
@@ -120,6 +122,19 @@ def msmarco(results: Path) -> Optional[list[str]]:
         out += _modes_table(dl19["results"], ["nDCG@10", "RR@10", "R@100"], extra=extra)
     if scale is not None:
         out += _msmarco_scale(scale)
+    return out
+
+
+def _variants_table(name: str, run: dict) -> list[str]:
+    """The variants of one ``bench_msmarco.py arch`` run, side by side on dev."""
+    epochs = {v["train"]["epochs"] for v in run["variants"]}
+    out = ["", f"`bench_msmarco.py arch` -> `{name}`, {_commit(run['provenance'])}, each variant built in the same "
+           f"run ({'/'.join(f'{e:g}' for e in sorted(epochs))} epochs), msmarco-10k dev:", "",
+           *_head("variant", "settings", "generative RR@10", "R@1", "R@10", "nDCG@10", "hybrid RR@10", "train min")]
+    for v in run["variants"]:
+        g, h = v["results"]["generative"], v["results"]["hybrid"]
+        out.append(f"| {v['variant']} | {', '.join(v.get('set') or []) or '-'} | {g['RR@10']:.3f} | {g['R@1']:.3f} | "
+                   f"{g['R@10']:.3f} | {g['nDCG@10']:.3f} | {h['RR@10']:.3f} | {v['build_seconds']['train'] / 60:.0f} |")
     return out
 
 
