@@ -12,8 +12,11 @@ cached encoder states):
 * ``batch512``: batch size 512 (same peak learning rate; half the steps per epoch);
 * ``compile``: ``torch.compile(model, dynamic=True)`` (batches pad to their longest text, so shapes vary);
   skipped, with the error, where compiling fails on this machine;
+* ``projected-kv``: the default before commit 814ae3d, which projected the real memory tokens into each layer's
+  cross-attention K/V (today the teacher-forced pass absorbs W_k into the query and applies W_v after the
+  weighted sum, projecting no memory token; same loss and gradients up to rounding);
 * ``padded-kv``: the default before commit 3d78c66, which projected the cross-attention K/V of every padded
-  memory position (today only the real tokens are projected; same loss and gradients);
+  memory position;
 * ``dedup``: the training pairs de-duplicated (a (text, document) pair once, so the labelled queries'
   ``query_upsample`` repeats and repeated sentences go).
 
@@ -39,6 +42,7 @@ import logging
 import time
 import traceback
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +66,7 @@ from genir.trie import IdTrie
 
 logger = logging.getLogger("bench_train_speed")
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("default", "padded-kv", "bf16", "batch512", "compile", "dedup")
+VARIANTS = ("default", "projected-kv", "padded-kv", "bf16", "batch512", "compile", "dedup")
 QUALITY_TOLERANCE = 0.005  # issue 16: a change holds quality when dev nDCG@10 stays within this of the default
 
 
@@ -156,9 +160,9 @@ def run_variant(name: str, prep: Prepared, args: argparse.Namespace, device: tor
     torch.manual_seed(cfg.seed)
     model = Seq2SeqRetriever(prep.cfg.model, prep.vocab, label_smoothing=cfg.label_smoothing, device=device).to(device)
     net: nn.Module = _Bf16(model, device) if name == "bf16" else model
-    if name == "padded-kv":  # the code before 3d78c66: cross-attention K/V projected over every padded position
-        for layer in model.decoder.layers:
-            layer.memory_kv = lambda memory, mask=None, layer=layer: type(layer).memory_kv(layer, memory, None)
+    if name in ("projected-kv", "padded-kv"):  # the memory projected into K/V per layer: before 814ae3d (real
+        for layer in model.decoder.layers:       # tokens only), before 3d78c66 (every padded position too)
+            layer._cross_absorbed = partial(_projected_cross, layer, padded=name == "padded-kv")
     if name == "compile":
         net = torch.compile(model, dynamic=True)
     data = CachedPairs(prep.flat, prep.offsets, text_idx, torch.from_numpy(prep.ids[doc_idx]))
@@ -194,6 +198,14 @@ def run_variant(name: str, prep: Prepared, args: argparse.Namespace, device: tor
         out["eval_seconds"] = round(time.perf_counter() - t, 2)
     logger.info("%s: %s", name, out)
     return out
+
+
+def _projected_cross(layer: nn.Module, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor, *,
+                     padded: bool) -> torch.Tensor:
+    """The teacher-forced cross-attention as it was: ``memory`` projected into K/V (the real positions, or every
+    padded one), then scaled_dot_product_attention over them (what decoding still runs)."""
+    k, v = layer.memory_kv(memory, None if padded else mask)
+    return layer._cross(x, k, v, mask[:, None, None, :])
 
 
 def dev_ndcg10(model: Seq2SeqRetriever, prep: Prepared, device: torch.device) -> float:
