@@ -107,10 +107,11 @@ def msmarco(results: Path) -> Optional[list[str]]:
                 f"{dev['index']['peak_rss_mb'] / 1024:.1f} GB, {dev['index']['disk_mb']:.0f} MB on disk:", ""]
         out += _modes_table(dev["results"], ["RR@10", "R@1", "R@10", "R@100", "nDCG@10"])
         out += _mix_table(dev)
-    for path in sorted(results.glob("msmarco-10k-mix-*.json")):  # mix comparisons at other budgets
+    for path in sorted(results.glob("msmarco-10k-mix-*.json")):  # mix comparisons at other budgets or commits
         mix = json.loads(path.read_text())
         args = " ".join(a for c in mix["commands"][:1] for a in c["argv"][4:] if a.startswith("--epochs"))
-        out += ["", f"`bench_msmarco.py dev --result {path.name}` ({args or 'defaults'}), {_commit(mix['provenance'])}:"]
+        out += ["", f"`{path.name}`: a `bench_msmarco.py dev` run ({args or 'default epochs'}), "
+                f"{_commit(mix['provenance'])}:"]
         out += _mix_table(mix)
     for path in sorted([*results.glob("msmarco-10k-arch-*.json"), *results.glob("msmarco-10k-distill-*.json")]):
         out += _variants_table(path.name, json.loads(path.read_text()))
