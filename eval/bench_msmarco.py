@@ -376,8 +376,11 @@ def cmd_arch(args) -> None:
     from genir.index import GenerativeIndex
 
     specs = [parse_variant(v) for v in (args.variants or ARCH_VARIANTS)]
+    names = [name for name, _ in specs]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"arch: variant names must differ; got {names}")
     base = IndexConfig(train=TrainConfig(epochs=args.epochs))
-    configs = {name: with_overrides(base, sets) for name, sets in specs}  # bad fields fail before any work
+    configs = [with_overrides(base, sets) for _, sets in specs]  # bad fields fail before any work
     data, work = args.data / "msmarco-10k", args.indexes / "msmarco-10k-arch.work"
     cache_from = args.cache_from or args.indexes / "msmarco-10k.work"
     for cache in ("embeddings", "encoder_cache"):
@@ -385,7 +388,7 @@ def cmd_arch(args) -> None:
             shutil.copytree(cache_from / cache, work / cache, dirs_exist_ok=True)
     train, dev = load_dataset(data, split="train-dev"), load_dataset(data, split="dev")
     variants = []
-    for (name, sets), cfg in zip(specs, configs.values()):
+    for (name, sets), cfg in zip(specs, configs):
         t = time.perf_counter()
         index = GenerativeIndex.build(train.corpus, cfg, train_queries=train.split_queries(), train_qrels=train.qrels,
                                       device="cpu", workdir=work, resume=False)

@@ -114,8 +114,7 @@ class GenerativeRetriever:
                                     k=train_cfg.distill_k, temperature=train_cfg.distill_temperature)
             timings["teacher"] = time.perf_counter() - t
         t = time.perf_counter()
-        data = CachedPairs(flat, offsets, pairs.text_idx, torch.from_numpy(codes[pairs.doc_idx]), teacher=teacher,
-                           doc_idx=pairs.doc_idx)
+        data = CachedPairs(flat, offsets, pairs.text_idx, torch.from_numpy(codes[pairs.doc_idx]), teacher=teacher)
         groups = default_param_groups(model.decoder, train_cfg.lr, train_cfg.weight_decay)
         enc = [p for p in model.encoder.parameters() if p.requires_grad]
         if enc:
@@ -248,11 +247,12 @@ class Teacher:
 
     A text's vector is the mean of its cached encoder states, unit norm: the sentence embedding of MiniLM-style
     models (mean pooling), so it lives in the space of ``doc_emb`` when the dense index embeds with the encoder's
-    model (SemanticLayer.build checks). docs/sims (u, k) per unique text; gold_sims (m,) per example; doc_codes
-    (n, depth) every document's ID."""
+    model (SemanticLayer.build checks). docs/sims (u, k) per unique text; gold/gold_sims (m,) each example's
+    document and its cosine; doc_codes (n, depth) every document's ID."""
 
     docs: Tensor
     sims: Tensor
+    gold: Tensor
     gold_sims: Tensor
     doc_codes: Tensor
     temperature: float
@@ -277,12 +277,13 @@ class Teacher:
         text_idx_t, doc_idx_t = (torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in (text_idx, doc_idx))
         gold = torch.cat([(vecs_t[text_idx_t[s : s + chunk]] * docs_t[doc_idx_t[s : s + chunk]]).sum(1)
                           for s in range(0, len(text_idx_t), chunk)]) if len(text_idx_t) else torch.zeros(0)
-        return cls(torch.cat(top_docs), torch.cat(top_sims), gold, torch.from_numpy(np.asarray(codes, dtype=np.int64)),
-                   float(temperature))
+        return cls(torch.cat(top_docs), torch.cat(top_sims), doc_idx_t, gold,
+                   torch.from_numpy(np.asarray(codes, dtype=np.int64)), float(temperature))
 
-    def candidates(self, text: Tensor, doc: Tensor, example: Tensor) -> tuple[Tensor, Tensor]:
-        """(candidate IDs (B, 1 + k, depth), weights (B, 1 + k)) of examples ``example`` (their ``text`` and
-        gold ``doc``): the gold document first; a neighbour that is the gold document gets weight 0."""
+    def candidates(self, text: Tensor, example: Tensor) -> tuple[Tensor, Tensor]:
+        """(candidate IDs (B, 1 + k, depth), weights (B, 1 + k)) of examples ``example`` (whose input is
+        ``text``): the gold document first; a neighbour that is the gold document gets weight 0."""
+        doc = self.gold[example]
         docs = torch.cat([doc[:, None], self.docs[text]], dim=1)
         sims = torch.cat([self.gold_sims[example][:, None], self.sims[text]], dim=1)
         sims[:, 1:].masked_fill_(docs[:, 1:] == doc[:, None], float("-inf"))
@@ -298,12 +299,9 @@ class CachedPairs:
     """
 
     def __init__(self, flat: Tensor, offsets: Tensor, text_idx: np.ndarray, codes: Tensor, *,
-                 teacher: Teacher | None = None, doc_idx: np.ndarray | None = None) -> None:
+                 teacher: Teacher | None = None) -> None:
         self.flat, self.offsets, self.codes, self.teacher = flat, offsets, codes, teacher
         self.text_idx = torch.from_numpy(np.asarray(text_idx, dtype=np.int64))
-        if teacher is not None and doc_idx is None:
-            raise ValueError("a teacher needs each example's gold doc_idx")
-        self.doc_idx = None if doc_idx is None else torch.from_numpy(np.asarray(doc_idx, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.text_idx)
@@ -318,7 +316,7 @@ class CachedPairs:
         states = self.flat[rows].float() * mask[:, :, None]
         out = {"states": states.to(device), "mask": mask.to(device), "codes": self.codes[index].to(device)}
         if self.teacher is not None:
-            cand, weights = self.teacher.candidates(t, self.doc_idx[index], index)
+            cand, weights = self.teacher.candidates(t, index)
             out.update(soft_codes=cand.to(device), soft_weights=weights.to(device))
         return out
 

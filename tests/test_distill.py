@@ -49,7 +49,7 @@ def test_teacher_pools_each_text_and_ranks_documents_by_cosine():
                             codes=codes, k=2, temperature=0.1, chunk=1)
     assert teacher.docs[0].tolist() == [2, 1] and teacher.docs[1, 0] == 0  # text 1's second is a tie at 0
     np.testing.assert_allclose(teacher.gold_sims.numpy(), [teacher.sims[0, 0], 1.0, teacher.sims[0, 1]], atol=1e-3)
-    cand, weights = teacher.candidates(torch.tensor([0, 0]), torch.tensor([2, 1]), torch.tensor([0, 2]))
+    cand, weights = teacher.candidates(torch.tensor([0, 0]), torch.tensor([0, 2]))  # examples 0 and 2 (gold 2, 1)
     # example 0: gold doc 2 is also the first neighbour, which is masked out (weight 0), not counted twice
     assert cand[0, :, 0].tolist() == [1, 1, 0] and weights[0, 1] == 0 and abs(weights[0].sum() - 1) < 1e-6
     # example 2 targets doc 1, the second neighbour: the nearer doc 2 gets the larger weight

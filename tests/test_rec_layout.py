@@ -129,7 +129,7 @@ def test_generative_retrained_on_ids_from_the_reused_sasrec_item_table(planted_a
     assert manifest["reused"]["stages"] == ["sasrec", "popular"]
     base, new = (Recommender.load(tmp_path / p, device="cpu") for p in ("base", "sas-ids"))
     vectors = ItemVectors.load(store.current_version(tmp_path / "sas-ids") / "generative" / "item_vectors.safetensors")
-    table = base.sasrec.item_emb.weight[1:].detach().numpy()
+    table = base.sasrec.item_table()
     assert vectors.source == "sasrec" and vectors.sasrec.shape == table.shape
     seen = np.linalg.norm(vectors.sasrec - table / np.linalg.norm(table, axis=1, keepdims=True), axis=1) < 1e-5
     assert seen.mean() > 0.9  # the table itself (rows of items absent from training are imputed, when text exists)

@@ -151,9 +151,7 @@ class Recommender:
         the trained SASRec whose item table the sasrec item_embedding sources read."""
         t0 = time.perf_counter()
         if ids_from is None:
-            table = None
-            if sasrec is not None:
-                table = sasrec.item_emb.weight[1:].detach().float().cpu().numpy()  # row 0 is padding
+            table = sasrec.item_table() if sasrec is not None else None
             layer, seconds = GenerativeRecLayer.fit_ids(self.data, self.cfg, device=self.device, progress=progress,
                                                         sasrec_table=table)
         else:

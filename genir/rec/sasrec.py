@@ -63,6 +63,10 @@ class SASRec(nn.Module):
             return (h.bfloat16() @ self.item_emb.weight[1:].bfloat16().T).float()
         return h @ self.item_emb.weight[1:].T
 
+    def item_table(self) -> np.ndarray:
+        """(num_items, dim) float32 item embeddings, row = item index (the padding row left out)."""
+        return self.item_emb.weight[1:].detach().float().cpu().numpy()
+
     @classmethod
     def from_config(cls, num_items: int, cfg) -> "SASRec":
         """An untrained model over ``num_items`` items shaped by cfg (genir.config.RecConfig: sasrec_*, max_history)."""
