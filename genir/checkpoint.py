@@ -62,15 +62,19 @@ def fingerprint(config: Mapping[str, Any], *, data: str | Iterable[np.ndarray],
     return Fingerprint(settings, data)
 
 
+class CheckpointMismatch(ValueError):
+    """A resume refused: the checkpoint was written by a run with other settings or data."""
+
+
 def check_resumable(path: Path, saved: Fingerprint, now: Fingerprint) -> None:
-    """ValueError naming what differs unless a run with fingerprint ``now`` may resume from checkpoint ``path``."""
+    """CheckpointMismatch naming what differs unless a run with fingerprint ``now`` may resume from ``path``."""
     changed = sorted(k for k in set(saved.settings) | set(now.settings) if saved.settings.get(k) != now.settings.get(k))
     if changed:
         diffs = ", ".join(f"{k}: {saved.settings.get(k)!r} -> {now.settings.get(k)!r}" for k in changed[:4])
-        raise ValueError(f"cannot resume from {path}, a checkpoint of a different run: training settings differ "
+        raise CheckpointMismatch(f"cannot resume from {path}, a checkpoint of a different run: training settings differ "
                          f"({diffs}); use the same settings, another --workdir, or train without --resume")
     if saved.data and now.data and saved.data != now.data:
-        raise ValueError(f"cannot resume from {path}, a checkpoint of a different run: it trained on other data "
+        raise CheckpointMismatch(f"cannot resume from {path}, a checkpoint of a different run: it trained on other data "
                          f"({saved.data[:19]}, this run {now.data[:19]}: other documents, queries, items or IDs); "
                          "use another --workdir, or train without --resume")
 

@@ -241,6 +241,36 @@ item_embedding = "cooc"
     assert result["report"]["results"][0]["mode"] == "sasrec"
 
 
+def test_recommendation_build_of_a_new_hash_resumes_checkpoints_its_models_accept(tmp_path):
+    """A changed serving field (the hybrid's tuning users) rebuilds the index from the finished checkpoints
+    without training again; a changed model field is refused by the checkpoint and trains from scratch."""
+    from genir.rec.synthetic import planted_sequences
+
+    write_sequences(tmp_path / "amazon", planted_sequences(num_users=40, num_items=24, seed=3))
+    small = '\n[configs.small]\nsasrec_dim = 16\nsasrec_layers = 1\nmax_epochs = 2\n'
+    job = write_job(tmp_path / "rec.toml", REC_JOB.format(splits='["test"]') + small)
+    first = run_job(job, device="cpu")
+    assert first.exit_code == 0, first.text
+    train = tmp_path / "results" / "work" / "train" / "amazon--small"
+    epochs = json.loads((train / "lineage.json").read_text())["attempts"][0]["epochs"]["sasrec"]
+
+    def rerun(extra: str) -> tuple[dict, dict]:
+        outcome = run_job(write_job(tmp_path / "rec.toml", REC_JOB.format(splits='["test"]') + small + extra),
+                          device="cpu")
+        assert outcome.exit_code == 0, outcome.text
+        cell = json.loads((tmp_path / "results" / "cells" / "amazon--small--test--sasrec.json").read_text())
+        return json.loads((train / "lineage.json").read_text()), cell
+
+    lineage, cell = rerun('hybrid_users = "sample"\n')
+    attempt = lineage["attempts"][-1]
+    assert attempt["resume"] is True and attempt["checkpoints_found"] == {"sasrec": f"epoch-{epochs:08d}"}
+    assert attempt["epochs"]["sasrec"] == epochs and "resume_refused" not in attempt
+    assert lineage["earlier"]["hash"] != lineage["hash"] and cell["config"]["hybrid_users"] == "sample"
+    lineage, _ = rerun('hybrid_users = "sample"\nsasrec_dropout = 0.1\n')  # shapes SASRec: its checkpoint is refused
+    attempt = lineage["attempts"][-1]
+    assert attempt["resume"] is False and "sasrec_dropout" in attempt["resume_refused"]
+
+
 def test_recommendation_job_builds_a_config_from_another_ones_index(tmp_path):
     """[reuse]: config 'again' trains popularity only and copies the SASRec of config 'base' (built first, whatever
     the file's order), so their SASRec cells score the same; bad [reuse] tables are refused before any work."""

@@ -16,7 +16,7 @@ from genir.config import CodecConfig, RecConfig, RecHybridConfig, to_dict
 from genir.rec import hybrid
 from genir.rec.metrics import rec_metrics
 from genir.rec.protocol import Interactions, eval_queries
-from genir.rec.recommender import Recommender, _sample
+from genir.rec.recommender import Recommender, _hybrid_users, _sample
 from genir.rec.synthetic import planted_sequences
 from tests.test_rec_layout import IDS, SETS, _genir  # the tiny CLI build of the layout tests
 
@@ -121,15 +121,23 @@ def test_build_tunes_the_fusion_on_validation_users_only(monkeypatch, tmp_path):
     real_gather = hybrid.gather
     monkeypatch.setattr(hybrid, "gather", lambda *a, **k: gathered.append(a[3].copy()) or real_gather(*a, **k))
     cfg = replace(CFG, valid_users=50)
+    with pytest.raises(ValueError, match="unknown hybrid_users 'test'"):
+        Recommender.build(seqs, replace(cfg, hybrid_users="test"), progress=False, device="cpu")
     rec = Recommender.build(seqs, cfg, progress=False, device="cpu")
     data = Interactions.from_sequences(seqs)
-    valid = _sample(eval_queries(data, "valid", max_history=cfg.max_history), 50, cfg.seed)
-    test = _sample(eval_queries(data, "test", max_history=cfg.max_history), 50, cfg.seed)
-    assert len(seen) == 1 and np.array_equal(seen[0][1], valid.targets)  # the sampled validation users' targets
+    every = eval_queries(data, "valid", max_history=cfg.max_history)
+    stopping = _sample(every, 50, cfg.seed)  # what the generative model's early stopping watched
+    valid = _hybrid_users(every, cfg)  # default: the other validation users
+    assert len(valid) == len(every) - 50 and not set(valid.users) & set(stopping.users)
+    assert _hybrid_users(every, replace(cfg, hybrid_users="sample")).users.tolist() == stopping.users.tolist()
+    assert _hybrid_users(every, replace(cfg, valid_users=0)).users.tolist() == every.users.tolist()
+    test = _hybrid_users(eval_queries(data, "test", max_history=cfg.max_history), cfg)
+    assert len(seen) == 1 and np.array_equal(seen[0][1], valid.targets)  # the held-out validation users' targets
     assert len(gathered) == 1 and np.array_equal(gathered[0], valid.histories)  # ... and their histories
     assert not np.array_equal(gathered[0], test.histories)
     assert rec.modes == ("generative", "sasrec", "popular", "hybrid") and rec.cfg.hybrid.valid_score > 0
-    assert rec.reports["hybrid"]["tuned_on"] == "valid" and rec.reports["hybrid"]["users"] == 50
+    assert rec.reports["hybrid"]["tuned_on"] == "valid" and rec.reports["hybrid"]["users"] == len(every) - 50
+    assert rec.reports["hybrid"]["which_users"] == "held_out"
     # the served fusion scores on those users what tuning measured, and is saved in the manifest's config
     ranked = rec.ranker("hybrid").rank(valid.histories, valid.lengths, valid.users, k=10)
     assert rec_metrics(ranked, valid.targets)["nDCG@10"] == pytest.approx(rec.cfg.hybrid.valid_score)
@@ -180,7 +188,7 @@ def test_cli_serves_evaluates_and_retunes_hybrid(planted_amazon, tmp_path, capsy
     manifest = store.verify(tmp_path / "sas")
     assert manifest["reports"]["hybrid"]["tuned_on"] == "valid" and manifest["config"]["hybrid"]["valid_score"] > 0
     rec = Recommender.load(tmp_path / "sas", device="cpu")
-    valid = _sample(eval_queries(rec.data, "valid", max_history=rec.cfg.max_history), rec.cfg.valid_users, rec.cfg.seed)
+    valid = _hybrid_users(eval_queries(rec.data, "valid", max_history=rec.cfg.max_history), rec.cfg)
     served = rec_metrics(rec.ranker("hybrid").rank(valid.histories, valid.lengths, valid.users, k=10), valid.targets)
     assert served["nDCG@10"] == pytest.approx(manifest["config"]["hybrid"]["valid_score"])
     # --mode hybrid alone copies every model and tunes the fusion again: the same models, the same fusion

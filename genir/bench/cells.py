@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from genir.bench.job import Build, Cell
+from genir.checkpoint import CheckpointMismatch
 from genir.provenance import git_state, provenance
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,9 @@ def build_index(build: Build, ctx: Context, *_after: Any) -> dict:
 
     A record with the same hash and a loadable index means it is built: reused. Otherwise training resumes from
     the checkpoints in its train folder when they belong to the same hash (an earlier process was killed or
-    failed), and starts over when they do not. ``_after``: Ray results this build waits for (the embedding)."""
+    failed), and starts over when they do not; a recommendation build also tries the checkpoints of an earlier
+    hash (a changed serving field, e.g. the hybrid fusion's, needs no retraining), which its models refuse
+    unless their own settings and data are the same (then it starts over; the lineage says which). ``_after``: Ray results this build waits for (the embedding)."""
     from genir.store import is_index
 
     record = read_json(record_path(ctx, build))
@@ -130,20 +133,33 @@ def build_index(build: Build, ctx: Context, *_after: Any) -> dict:
         return {**record, "reused": True}
     train = Path(ctx.work) / "train" / build.key
     lineage = read_json(train / "lineage.json") or {}
-    resume = lineage.get("hash") == build.hash
-    if not resume:
-        lineage = {"hash": build.hash, "attempts": []}
-    for old in lineage["attempts"]:
+    for old in lineage.get("attempts", []):
         if old.get("status") == "running":
             old["status"] = "interrupted"  # its process died without a word (killed)
-    attempt = {**process(ctx), "started": now(), "resume": resume, "checkpoints_found": _checkpoints(train),
-               "status": "running"}
+    found = _checkpoints(train)
+    same = lineage.get("hash") == build.hash
+    # a recommendation build of another hash may still resume: its models' checkpoints are fingerprinted by the
+    # settings and data that shape each model (genir.rec.training), so a change to what only serves (the hybrid
+    # fusion) keeps them, and any other change is refused by the model and trained from scratch below
+    resume = same or (build.task == "recommend" and bool(found))
+    if not same:
+        lineage = {"hash": build.hash, "attempts": [],
+                   **({"earlier": lineage} if lineage and resume else {})}  # whose checkpoints it may resume
+    attempt = {**process(ctx), "started": now(), "resume": resume, "checkpoints_found": found, "status": "running"}
     lineage["attempts"].append(attempt)
     train.mkdir(parents=True, exist_ok=True)
     write_json(train / "lineage.json", lineage)
     _link_caches(train, Path(ctx.work) / "cache")
+    builder = _build_retrieval if build.task == "retrieve" else _build_recommend
     try:
-        built = (_build_retrieval if build.task == "retrieve" else _build_recommend)(build, ctx, train, resume)
+        try:
+            built = builder(build, ctx, train, resume)
+        except CheckpointMismatch as exc:
+            if same:
+                raise
+            logger.info("%s: the checkpoints of its earlier build do not fit (%s): training from scratch", build.key, exc)
+            attempt.update(resume=False, resume_refused=str(exc))
+            built = builder(build, ctx, train, False)
         attempt.update(status="ok", ended=now(), **built.pop("attempt"))
     except Exception as exc:
         attempt.update(status="failed", ended=now(), **failure(exc))

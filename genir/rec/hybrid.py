@@ -7,7 +7,7 @@ full-softmax log-probability; the item vectors rank them by cosine to the mean v
 combines these three rankings as a RecHybridConfig says: weighted reciprocal-rank fusion, or a weighted sum of
 scores (``norm="prob"``: the two models' probabilities as they are, i.e. a mixture of their next-item
 distributions; minmax / zscore: per-query normalised). ``tune`` picks the config on validation queries only
-(``Recommender.build``, on the same sampled validation users as early stopping, for RecConfig.early_stop_metric);
+(``Recommender.build``, on the validation users RecConfig.hybrid_users names, for RecConfig.early_stop_metric);
 the index serves it from its manifest's ``config.hybrid``.
 """
 from __future__ import annotations

@@ -16,7 +16,8 @@ An index version (genir.store: written atomically, manifest.json with the config
     popular/            popular.safetensors
 
 With both the generative model and SASRec, the index also serves the ``hybrid`` mode (genir.rec.hybrid): their
-fusion, tuned at build time on the sampled validation users and kept in the manifest's ``config.hybrid``.
+fusion, tuned at build time on validation users (by default those outside the generative model's early-stopping
+sample) and kept in the manifest's ``config.hybrid``.
 
 ``build(..., reuse=INDEX)`` takes the item vectors and IDs, and every mode it does not train, from a saved index
 (genir.rec.reuse). Indexes written before this layout are read by genir.rec.legacy.
@@ -61,10 +62,29 @@ def _check_modes(modes: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(modes))
 
 
+HYBRID_USERS = ("held_out", "sample")  # RecConfig.hybrid_users
+
+
+def _sample_rows(total: int, n: int, seed: int) -> np.ndarray:
+    """Sorted rows of the seeded validation sample of ``n`` users out of ``total`` (every row when n <= 0 or >= total)."""
+    if n <= 0 or n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+
+
 def _sample(queries: Examples, n: int, seed: int) -> Examples:
-    if n <= 0 or n >= len(queries):
-        return queries
-    return queries.subset(np.sort(np.random.default_rng(seed).choice(len(queries), n, replace=False)))
+    """The validation users early stopping watches (RecConfig.valid_users, seeded)."""
+    rows = _sample_rows(len(queries), n, seed)
+    return queries if len(rows) == len(queries) else queries.subset(rows)
+
+
+def _hybrid_users(queries: Examples, cfg: RecConfig) -> Examples:
+    """The validation users the hybrid fusion is tuned on (RecConfig.hybrid_users): those outside the
+    early-stopping sample, or the sample itself; every user when the sample holds them all."""
+    rows = _sample_rows(len(queries), cfg.valid_users, cfg.seed)
+    if cfg.hybrid_users == "held_out" and len(rows) < len(queries):
+        rows = np.setdiff1d(np.arange(len(queries)), rows)
+    return queries if len(rows) == len(queries) else queries.subset(rows)
 
 
 @dataclass
@@ -101,8 +121,9 @@ class Recommender:
         cuda | cuda:N) is where item text is embedded and the models train and serve. ``reuse`` (an index
         directory built from the same data): its item vectors and IDs feed the generative model, and the modes
         not in ``modes`` are copied from it (genir.rec.reuse says what must match). Whenever the result holds
-        both the generative model and SASRec, their ``hybrid`` fusion is tuned on the sampled validation users
-        (``hybrid`` in ``modes`` asks for it: an error when one of the two would be missing)."""
+        both the generative model and SASRec, their ``hybrid`` fusion is tuned on validation users
+        (RecConfig.hybrid_users: by default those the generative model's early stopping did not see; ``hybrid`` in
+        ``modes`` asks for it: an error when one of the two would be missing)."""
         from genir.provenance import provenance
         from genir.rec import reuse as reusing
 
@@ -111,6 +132,8 @@ class Recommender:
         dev = resolve_device(device)  # before any work: a bad device costs nothing
         data = Interactions.from_sequences(sequences)
         old = cls.load(Path(reuse), device=str(dev)) if reuse is not None else None
+        if cfg.hybrid_users not in HYBRID_USERS:  # before any work
+            raise ValueError(f"unknown hybrid_users {cfg.hybrid_users!r}; expected one of {HYBRID_USERS}")
         missing = [m for m in HYBRID_PARTS if m not in modes and (old is None or m not in old.modes)]
         if "hybrid" in modes and missing:
             raise ValueError(f"mode 'hybrid' fuses the generative model with SASRec and this build would have no "
@@ -140,7 +163,7 @@ class Recommender:
             if old is not None:
                 reusing.carry(old, rec, carried, Path(reuse))
             if "hybrid" in rec.modes:
-                rec._tune_hybrid(_sample(valid, cfg.valid_users, cfg.seed))
+                rec._tune_hybrid(_hybrid_users(valid, cfg))
         finally:
             torch.set_num_threads(threads)
         return rec
@@ -171,7 +194,8 @@ class Recommender:
         logger.info("hybrid fusion tuned on %d validation users: %s, %s %.4f", len(valid), tuned.method,
                     self.cfg.early_stop_metric, tuned.valid_score)
         self.cfg = replace(self.cfg, hybrid=tuned)
-        self.reports["hybrid"] = {"tuned_on": "valid", "users": len(valid), "metric": self.cfg.early_stop_metric,
+        self.reports["hybrid"] = {"tuned_on": "valid", "users": len(valid), "which_users": self.cfg.hybrid_users,
+                                  "metric": self.cfg.early_stop_metric,
                                   "seconds": time.perf_counter() - t0}
 
     def ranker(self, mode: str, user_ids: Sequence[str] | None = None):
