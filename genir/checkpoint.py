@@ -62,6 +62,11 @@ def fingerprint(config: Mapping[str, Any], *, data: str | Iterable[np.ndarray],
     return Fingerprint(settings, data)
 
 
+# a training loop's ``resume`` value: continue from the checkpoints when their fingerprint matches the run's, else
+# start over (genir bench rebuilding a recommendation index whose config changed: an untouched model resumes)
+IF_FITS = "if_fits"
+
+
 class CheckpointMismatch(ValueError):
     """A resume refused: the checkpoint was written by a run with other settings or data."""
 

@@ -241,9 +241,9 @@ item_embedding = "cooc"
     assert result["report"]["results"][0]["mode"] == "sasrec"
 
 
-def test_recommendation_build_of_a_new_hash_resumes_checkpoints_its_models_accept(tmp_path):
+def test_recommendation_build_of_a_new_hash_resumes_checkpoints_its_models_accept(tmp_path, caplog):
     """A changed serving field (the hybrid's tuning users) rebuilds the index from the finished checkpoints
-    without training again; a changed model field is refused by the checkpoint and trains from scratch."""
+    without training again; a changed model field makes that model's checkpoint unfit: it trains from scratch."""
     from genir.rec.synthetic import planted_sequences
 
     write_sequences(tmp_path / "amazon", planted_sequences(num_users=40, num_items=24, seed=3))
@@ -255,20 +255,23 @@ def test_recommendation_build_of_a_new_hash_resumes_checkpoints_its_models_accep
     epochs = json.loads((train / "lineage.json").read_text())["attempts"][0]["epochs"]["sasrec"]
 
     def rerun(extra: str) -> tuple[dict, dict]:
+        caplog.clear()
         outcome = run_job(write_job(tmp_path / "rec.toml", REC_JOB.format(splits='["test"]') + small + extra),
                           device="cpu")
         assert outcome.exit_code == 0, outcome.text
         cell = json.loads((tmp_path / "results" / "cells" / "amazon--small--test--sasrec.json").read_text())
         return json.loads((train / "lineage.json").read_text()), cell
 
-    lineage, cell = rerun('hybrid_users = "sample"\n')
-    attempt = lineage["attempts"][-1]
-    assert attempt["resume"] is True and attempt["checkpoints_found"] == {"sasrec": f"epoch-{epochs:08d}"}
-    assert attempt["epochs"]["sasrec"] == epochs and "resume_refused" not in attempt
-    assert lineage["earlier"]["hash"] != lineage["hash"] and cell["config"]["hybrid_users"] == "sample"
-    lineage, _ = rerun('hybrid_users = "sample"\nsasrec_dropout = 0.1\n')  # shapes SASRec: its checkpoint is refused
-    attempt = lineage["attempts"][-1]
-    assert attempt["resume"] is False and "sasrec_dropout" in attempt["resume_refused"]
+    with caplog.at_level("INFO", logger="genir.rec.training"):
+        lineage, cell = rerun('hybrid_users = "sample"\n')
+        assert f"resumed after epoch {epochs}" in caplog.text and "from scratch" not in caplog.text
+        attempt = lineage["attempts"][-1]
+        assert attempt["resume"] is True and attempt["checkpoints_found"] == {"sasrec": f"epoch-{epochs:08d}"}
+        assert attempt["epochs"]["sasrec"] == epochs
+        assert lineage["earlier"]["hash"] != lineage["hash"] and cell["config"]["hybrid_users"] == "sample"
+        lineage, cell = rerun('hybrid_users = "sample"\nsasrec_dropout = 0.1\n')  # shapes SASRec's training
+        assert "training from scratch" in caplog.text and "sasrec_dropout" in caplog.text
+        assert "resumed after" not in caplog.text and cell["config"]["sasrec_dropout"] == 0.1
 
 
 def test_recommendation_job_builds_a_config_from_another_ones_index(tmp_path):

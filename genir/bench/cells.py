@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from genir.bench.job import Build, Cell
-from genir.checkpoint import CheckpointMismatch
 from genir.provenance import git_state, provenance
 
 logger = logging.getLogger(__name__)
@@ -124,8 +123,10 @@ def build_index(build: Build, ctx: Context, *_after: Any) -> dict:
     A record with the same hash and a loadable index means it is built: reused. Otherwise training resumes from
     the checkpoints in its train folder when they belong to the same hash (an earlier process was killed or
     failed), and starts over when they do not; a recommendation build also tries the checkpoints of an earlier
-    hash (a changed serving field, e.g. the hybrid fusion's, needs no retraining), which its models refuse
-    unless their own settings and data are the same (then it starts over; the lineage says which). ``_after``: Ray results this build waits for (the embedding)."""
+    hash (a changed serving field, e.g. the hybrid fusion's, needs no retraining): each model resumes from its
+    own when they were trained with its settings and data, and trains from scratch otherwise (logged; the
+    attempt's epochs say how far each went). ``_after``: Ray results this build waits for (the embedding)."""
+    from genir.checkpoint import IF_FITS
     from genir.store import is_index
 
     record = read_json(record_path(ctx, build))
@@ -140,7 +141,7 @@ def build_index(build: Build, ctx: Context, *_after: Any) -> dict:
     same = lineage.get("hash") == build.hash
     # a recommendation build of another hash may still resume: its models' checkpoints are fingerprinted by the
     # settings and data that shape each model (genir.rec.training), so a change to what only serves (the hybrid
-    # fusion) keeps them, and any other change is refused by the model and trained from scratch below
+    # fusion) keeps them, and a model whose settings or data changed trains from scratch (resume=IF_FITS)
     resume = same or (build.task == "recommend" and bool(found))
     if not same:
         lineage = {"hash": build.hash, "attempts": [],
@@ -150,16 +151,11 @@ def build_index(build: Build, ctx: Context, *_after: Any) -> dict:
     train.mkdir(parents=True, exist_ok=True)
     write_json(train / "lineage.json", lineage)
     _link_caches(train, Path(ctx.work) / "cache")
-    builder = _build_retrieval if build.task == "retrieve" else _build_recommend
     try:
-        try:
-            built = builder(build, ctx, train, resume)
-        except CheckpointMismatch as exc:
-            if same:
-                raise
-            logger.info("%s: the checkpoints of its earlier build do not fit (%s): training from scratch", build.key, exc)
-            attempt.update(resume=False, resume_refused=str(exc))
-            built = builder(build, ctx, train, False)
+        if build.task == "retrieve":
+            built = _build_retrieval(build, ctx, train, resume)
+        else:
+            built = _build_recommend(build, ctx, train, True if same else IF_FITS if resume else False)
         attempt.update(status="ok", ended=now(), **built.pop("attempt"))
     except Exception as exc:
         attempt.update(status="failed", ended=now(), **failure(exc))
@@ -224,7 +220,7 @@ def _build_retrieval(build: Build, ctx: Context, train: Path, resume: bool) -> d
                         "steps": (training or {}).get("steps")}}
 
 
-def _build_recommend(build: Build, ctx: Context, train: Path, resume: bool) -> dict:
+def _build_recommend(build: Build, ctx: Context, train: Path, resume: bool | str) -> dict:
     from genir.rec import commands
 
     started = time.perf_counter()

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def index(data: str | Path, *, out: str | Path, config: RecConfig | None = None, modes: Sequence[str] = MODES,
-          checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool | None = None,
+          checkpoint_dir: str | Path | None = None, resume: bool | str = False, progress: bool | None = None,
           device: str = "auto", reuse: str | Path | None = None) -> dict:
     """Build a recommendation index from an Amazon-format folder (see genir.data.amazon) and save it.
 

@@ -96,7 +96,7 @@ class GenerativeRecLayer:
         layer.device = self.device
         return layer
 
-    def train(self, data: Interactions, valid: Examples, *, checkpoint_dir: Path | None = None, resume: bool = True,
+    def train(self, data: Interactions, valid: Examples, *, checkpoint_dir: Path | None = None, resume: bool | str = True,
               progress: bool | None = None) -> dict:
         """Stage 3: a new TigerModel (seeded by cfg.seed) trained on ``data``'s training windows with early
         stopping on ``valid``. -> training report (genir.rec.training.TrainReport as a dict)."""

@@ -112,12 +112,13 @@ class Recommender:
     # ------------------------------------------------------------------------------------------ build
     @classmethod
     def build(cls, sequences: Sequences, cfg: RecConfig = RecConfig(), *, modes: Sequence[str] = MODES,
-              dataset: str = "", checkpoint_dir: Path | None = None, resume: bool = True,
+              dataset: str = "", checkpoint_dir: Path | None = None, resume: bool | str = True,
               progress: bool | None = None, device: str = "auto", reuse: Path | None = None) -> "Recommender":
         """Train the requested modes on the training parts; early stopping on (a sample of) validation.
 
         Per-epoch checkpoints go to ``checkpoint_dir``; ``resume`` continues from them (they are fingerprinted,
-        so another run's are refused), ``resume=False`` starts over and removes them. ``device`` (auto | cpu |
+        so another run's are refused; ``resume=genir.checkpoint.IF_FITS`` starts such a model over instead),
+        ``resume=False`` starts over and removes them. ``device`` (auto | cpu |
         cuda | cuda:N) is where item text is embedded and the models train and serve. ``reuse`` (an index
         directory built from the same data): its item vectors and IDs feed the generative model, and the modes
         not in ``modes`` are copied from it (genir.rec.reuse says what must match). Whenever the result holds
@@ -169,7 +170,7 @@ class Recommender:
         return rec
 
     def _train_generative(self, ids_from: GenerativeRecLayer | None, valid: Examples, ckpt: Path | None,
-                          resume: bool, progress: bool | None, *, sasrec: SASRec | None = None) -> None:
+                          resume: bool | str, progress: bool | None, *, sasrec: SASRec | None = None) -> None:
         """Item vectors and IDs (fitted here, or those of ``ids_from``), then the model trained on them. ``sasrec``:
         the trained SASRec whose item table the sasrec item_embedding sources read."""
         t0 = time.perf_counter()

@@ -140,7 +140,7 @@ class SASRecRecommender:
 
     @classmethod
     def train(cls, data: Interactions, valid: Examples, *, cfg, checkpoint_dir: Path | None = None,
-              resume: bool = True, progress: bool | None = None, device: torch.device = torch.device("cpu")):
+              resume: bool | str = True, progress: bool | None = None, device: torch.device = torch.device("cpu")):
         """Fit on the training parts with early stopping on ``valid``; returns (recommender, TrainReport).
 
         cfg: genir.config.RecConfig (the sasrec_* fields, max_history, max_epochs, patience, seed, early_stop_metric);

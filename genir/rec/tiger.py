@@ -314,7 +314,7 @@ class WindowBatches:
 
 
 def train_tiger(model: TigerModel, item_codes: np.ndarray, windows: list[np.ndarray], window_buckets: np.ndarray,
-                validate: Callable[[], dict[str, float]], *, cfg, checkpoint_dir=None, resume: bool = True,
+                validate: Callable[[], dict[str, float]], *, cfg, checkpoint_dir=None, resume: bool | str = True,
                 progress: bool | None = None):
     """Fit ``model`` (on its device) on protocol.training_windows with early stopping on ``validate()`` (the
     validation metrics of the model as it is, e.g. genir.rec.evaluate.evaluate_ranker of a GenerativeRanker over

@@ -104,6 +104,19 @@ def _resume(folder: Path, model: nn.Module, opt: torch.optim.Optimizer, fingerpr
     return TrainReport(**state["report"]), int(state["bad_epochs"]), best
 
 
+def _fits(folder: Path, fingerprint: checkpoint.Fingerprint, description: str) -> bool:
+    """resume=checkpoint.IF_FITS: resume when the newest checkpoint in ``folder`` (if any) was trained like this run."""
+    last = checkpoint.latest(folder)
+    if last is None:
+        return True
+    try:
+        checkpoint.read(last, fingerprint)
+    except checkpoint.CheckpointMismatch as exc:
+        logger.warning("%s: training from scratch: %s", description, exc)
+        return False
+    return True
+
+
 def _prepare(folder: Path, resume: bool) -> None:
     if (folder / LEGACY_STATE).exists():
         if resume:
@@ -129,7 +142,7 @@ def fit(
     lr_decay: float = 1.0,
     seed: int = 0,
     checkpoint_dir: Path | None = None,
-    resume: bool = True,
+    resume: bool | str = True,
     progress: bool | None = None,
     description: str = "train",
     fingerprint: checkpoint.Fingerprint = checkpoint.Fingerprint({}, ""),
@@ -141,11 +154,14 @@ def fit(
     learning rate by ``lr_decay``. With ``checkpoint_dir``, every epoch saves
     the last and best weights, and ``resume`` continues from the newest checkpoint there (without it, earlier
     checkpoints are removed); ``fingerprint`` (fingerprint_of config and targets) must match the checkpoint's,
-    so a resume never mixes incompatible runs.
+    so a resume never mixes incompatible runs: refused (CheckpointMismatch), or with ``resume=genir.checkpoint.IF_FITS`` a new
+    start (the checkpoints of another run are removed, logged).
     """
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     report, bad, best_state = TrainReport(), 0, None
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if folder is not None and resume == checkpoint.IF_FITS:
+        resume = _fits(folder, fingerprint, description)
     if folder is not None:
         _prepare(folder, resume)
     restored = _resume(folder, model, opt, fingerprint) if folder is not None and resume else None
