@@ -130,11 +130,11 @@ class Recommender:
 
         built_by = provenance()  # the code at the start of the build is the code that built it
         modes = _check_modes(modes)
+        if cfg.hybrid_users not in HYBRID_USERS:  # before any work
+            raise ValueError(f"unknown hybrid_users {cfg.hybrid_users!r}; expected one of {HYBRID_USERS}")
         dev = resolve_device(device)  # before any work: a bad device costs nothing
         data = Interactions.from_sequences(sequences)
         old = cls.load(Path(reuse), device=str(dev)) if reuse is not None else None
-        if cfg.hybrid_users not in HYBRID_USERS:  # before any work
-            raise ValueError(f"unknown hybrid_users {cfg.hybrid_users!r}; expected one of {HYBRID_USERS}")
         missing = [m for m in HYBRID_PARTS if m not in modes and (old is None or m not in old.modes)]
         if "hybrid" in modes and missing:
             raise ValueError(f"mode 'hybrid' fuses the generative model with SASRec and this build would have no "
