@@ -213,6 +213,10 @@ class RecConfig:
     # the sample vs 0.0270 on the rest, SASRec 0.0288 vs 0.0275), all of them when the sample takes every user;
     # "sample" = the early-stopping sample itself (indexes built before this field)
     hybrid_users: str = "held_out"
+    # what the fusion is chosen by (genir.rec.hybrid.tune): "min_gain" = the largest worse-of-two ratio to SASRec
+    # alone on early_stop_metric and R@10 (no fusion that buys nDCG@10 with recall when another gains on both);
+    # "metric" = early_stop_metric alone (indexes built before this field)
+    hybrid_objective: str = "min_gain"
     beam_size: int = 20  # constrained beam width (>= 10 so the top 10 is a real ranking)
     # bfloat16 autocast while training the generative model, only where bf16 is fast (CUDA; CPUs with AVX512-BF16:
     # 1.46x at the default size: eval/results/rec-bf16-cpu.json); elsewhere it is ignored (float32)
@@ -234,7 +238,7 @@ class RecConfig:
 # RecConfig fields added after indexes were saved, with the value that reproduces the behaviour from before
 # they existed (a saved config lacking them must not pick up today's defaults); SASRec shared lr_decay then
 REC_ADDED_LATER = {"history_item_embedding": False, "recency_embedding": False, "label_smoothing": 0.0,
-                   "hybrid_users": "sample"}
+                   "hybrid_users": "sample", "hybrid_objective": "metric"}
 
 
 def rec_config_from_dict(data: dict[str, Any]) -> "RecConfig":

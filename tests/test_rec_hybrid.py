@@ -88,6 +88,29 @@ def test_fusion_beats_both_parts_where_each_is_right_on_half_the_users():
     assert tuned == RecHybridConfig(valid_score=1.0)  # the better of the two, with its score
 
 
+def test_min_gain_objective_refuses_to_buy_ndcg_with_recall(monkeypatch):
+    """SASRec finds 5 of 10 targets at rank 10; fusion A finds 4 at rank 1 (more nDCG@10, less R@10), fusion B 6
+    at rank 5 (more of both): the metric objective takes A, min_gain B."""
+    targets = np.arange(10)
+    def ranking(hits: int, rank: int) -> np.ndarray:
+        items = np.tile(np.arange(100, 110), (10, 1))
+        items[:hits, rank - 1] = targets[:hits]
+        return items
+    sasrec = ranking(5, 10)
+    cands = hybrid.Candidates(beam=(sasrec, np.zeros((10, 10))), sasrec=(sasrec, np.zeros((10, 10))),
+                              similarity=(sasrec, np.zeros((10, 10))))
+    a, b = RecHybridConfig(weight_generative=0.1), RecHybridConfig(weight_generative=0.2)
+    fused = {a: ranking(4, 1), b: ranking(6, 5)}
+    monkeypatch.setattr(hybrid, "fuse", lambda cfg, cands, k=10: (fused[cfg], None))
+    assert rec_metrics(fused[a], targets)["nDCG@10"] > rec_metrics(fused[b], targets)["nDCG@10"]
+    by_metric = hybrid.tune(cands, targets, objective="metric", configs=[a, b])
+    by_gain = hybrid.tune(cands, targets, objective="min_gain", configs=[a, b])
+    assert by_metric.weight_generative == 0.1 and by_gain.weight_generative == 0.2
+    assert by_gain.valid_score == pytest.approx(rec_metrics(fused[b], targets)["nDCG@10"])  # still the metric
+    with pytest.raises(ValueError, match="unknown hybrid objective"):
+        hybrid.tune(cands, targets, objective="recall", configs=[a])
+
+
 def test_items_added_after_training_come_through_the_beam_alone():
     items, logp = np.array([[5, 100, 1]]), np.log([[0.5, 0.4, 0.1]])  # item 100: newer than SASRec and the vectors
     vectors = np.eye(100)
@@ -137,7 +160,7 @@ def test_build_tunes_the_fusion_on_validation_users_only(monkeypatch, tmp_path):
     assert not np.array_equal(gathered[0], test.histories)
     assert rec.modes == ("generative", "sasrec", "popular", "hybrid") and rec.cfg.hybrid.valid_score > 0
     assert rec.reports["hybrid"]["tuned_on"] == "valid" and rec.reports["hybrid"]["users"] == len(every) - 50
-    assert rec.reports["hybrid"]["which_users"] == "held_out"
+    assert rec.reports["hybrid"]["which_users"] == "held_out" and rec.reports["hybrid"]["objective"] == "min_gain"
     # the served fusion scores on those users what tuning measured, and is saved in the manifest's config
     ranked = rec.ranker("hybrid").rank(valid.histories, valid.lengths, valid.users, k=10)
     assert rec_metrics(ranked, valid.targets)["nDCG@10"] == pytest.approx(rec.cfg.hybrid.valid_score)

@@ -7,7 +7,7 @@ full-softmax log-probability; the item vectors rank them by cosine to the mean v
 combines these three rankings as a RecHybridConfig says: weighted reciprocal-rank fusion, or a weighted sum of
 scores (``norm="prob"``: the two models' probabilities as they are, i.e. a mixture of their next-item
 distributions; minmax / zscore: per-query normalised). ``tune`` picks the config on validation queries only
-(``Recommender.build``, on the validation users RecConfig.hybrid_users names, for RecConfig.early_stop_metric);
+(``Recommender.build``, on the validation users RecConfig.hybrid_users names, by RecConfig.hybrid_objective);
 the index serves it from its manifest's ``config.hybrid``.
 """
 from __future__ import annotations
@@ -106,20 +106,34 @@ def grid(base: RecHybridConfig = RecHybridConfig()) -> list[RecHybridConfig]:
     return out
 
 
-def tune(cands: Candidates, targets: np.ndarray, *, metric: str = "nDCG@10",
+OBJECTIVES = ("min_gain", "metric")  # RecConfig.hybrid_objective
+GAIN_METRICS = ("R@10",)  # min_gain: with the tuning metric, the metrics the fusion must not lose on to SASRec
+
+
+def tune(cands: Candidates, targets: np.ndarray, *, metric: str = "nDCG@10", objective: str = "metric",
          base: RecHybridConfig = RecHybridConfig(), configs: Sequence[RecHybridConfig] | None = None,
          ) -> RecHybridConfig:
-    """The config of ``configs`` (default ``grid(base)``) whose fusion of VALIDATION ``cands`` scores best on
-    ``metric`` against their (Q,) ``targets``; ties keep the earlier one. -> that config with its ``valid_score``."""
-    best, best_score = base, -1.0
+    """The config of ``configs`` (default ``grid(base)``) whose fusion of VALIDATION ``cands`` scores best against
+    their (Q,) ``targets``; ties keep the earlier one. -> that config with its ``metric`` as ``valid_score``.
+
+    objective "metric": the best ``metric``. "min_gain": the best worse-of-two ratio to SASRec alone (its own top
+    10, ``cands.sasrec``) on ``metric`` and R@10, i.e. the fusion that gains most over SASRec on the metric where
+    it gains least (a fusion that buys nDCG with recall scores below 1)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown hybrid objective {objective!r}; expected one of {OBJECTIVES}")
+    reference = rec_metrics(cands.sasrec[0][:, :10], targets)
+    if metric not in reference:
+        raise ValueError(f"unknown metric {metric!r} to tune the hybrid fusion on; expected one of {sorted(reference)}")
+    gains = tuple(dict.fromkeys((metric, *GAIN_METRICS)))
+    best, best_score, best_value = base, -np.inf, 0.0
     for cfg in configs if configs is not None else grid(base):
         items, _ = fuse(cfg, cands, k=10)
         metrics = rec_metrics(items, targets)
-        if metric not in metrics:
-            raise ValueError(f"unknown metric {metric!r} to tune the hybrid fusion on; expected one of {sorted(metrics)}")
-        if metrics[metric] > best_score + 1e-12:
-            best, best_score = cfg, metrics[metric]
-    return replace(best, valid_score=float(best_score))
+        score = metrics[metric] if objective == "metric" else min(
+            metrics[m] / max(reference[m], 1e-12) for m in gains)
+        if score > best_score + 1e-12:
+            best, best_score, best_value = cfg, score, metrics[metric]
+    return replace(best, valid_score=float(best_value))
 
 
 class HybridRanker:

@@ -132,6 +132,9 @@ class Recommender:
         modes = _check_modes(modes)
         if cfg.hybrid_users not in HYBRID_USERS:  # before any work
             raise ValueError(f"unknown hybrid_users {cfg.hybrid_users!r}; expected one of {HYBRID_USERS}")
+        from genir.rec.hybrid import OBJECTIVES
+        if cfg.hybrid_objective not in OBJECTIVES:
+            raise ValueError(f"unknown hybrid_objective {cfg.hybrid_objective!r}; expected one of {OBJECTIVES}")
         dev = resolve_device(device)  # before any work: a bad device costs nothing
         data = Interactions.from_sequences(sequences)
         old = cls.load(Path(reuse), device=str(dev)) if reuse is not None else None
@@ -191,12 +194,13 @@ class Recommender:
 
         t0 = time.perf_counter()
         cands = self.ranker("hybrid").candidates(valid.histories, valid.lengths, valid.users)
-        tuned = hybrid.tune(cands, valid.targets, metric=self.cfg.early_stop_metric, base=self.cfg.hybrid)
-        logger.info("hybrid fusion tuned on %d validation users: %s, %s %.4f", len(valid), tuned.method,
-                    self.cfg.early_stop_metric, tuned.valid_score)
+        tuned = hybrid.tune(cands, valid.targets, metric=self.cfg.early_stop_metric,
+                            objective=self.cfg.hybrid_objective, base=self.cfg.hybrid)
+        logger.info("hybrid fusion tuned (%s) on %d validation users: %s, %s %.4f", self.cfg.hybrid_objective,
+                    len(valid), tuned.method, self.cfg.early_stop_metric, tuned.valid_score)
         self.cfg = replace(self.cfg, hybrid=tuned)
         self.reports["hybrid"] = {"tuned_on": "valid", "users": len(valid), "which_users": self.cfg.hybrid_users,
-                                  "metric": self.cfg.early_stop_metric,
+                                  "objective": self.cfg.hybrid_objective, "metric": self.cfg.early_stop_metric,
                                   "seconds": time.perf_counter() - t0}
 
     def ranker(self, mode: str, user_ids: Sequence[str] | None = None):

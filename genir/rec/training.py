@@ -36,7 +36,7 @@ RESUMABLE = ("max_epochs", "patience", "threads")
 # and the generative model's fingerprint leaves out the sasrec_* fields in turn
 SASREC_SHARED = ("max_history", "early_stop_metric", "seed")
 # RecConfig fields that shape no model's training: the hybrid fusion is tuned after both models are trained
-SERVING = ("hybrid", "hybrid_users")
+SERVING = ("hybrid", "hybrid_users", "hybrid_objective")
 
 
 def _shapes(model: str, name: str) -> bool:
