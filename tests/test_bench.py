@@ -11,6 +11,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genir.bench import load_job, run_job
@@ -422,15 +423,29 @@ def test_measure_resumably_keeps_finished_entries_with_their_lineage(tmp_path):
     assert measure_resumably(out, {"n": 2}, ["a"], measure, fresh=True) and calls.count("a") == 3
 
 
-def _readme_tables():
-    """eval/readme_tables.py, the one generator of README's result tables (eval/ is scripts, not a package)."""
+def _eval_script(name: str):
+    """eval/NAME.py as a module (eval/ is scripts, not a package)."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "eval" / "readme_tables.py"
-    spec = importlib.util.spec_from_file_location("readme_tables", path)
+    path = Path(__file__).resolve().parents[1] / "eval" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _readme_tables():
+    """eval/readme_tables.py, the one generator of README's result tables."""
+    return _eval_script("readme_tables")
+
+
+def test_id_level_agreement_counts_the_prefix_shared_with_the_nearest_gold():
+    levels = _eval_script("bench_id_levels")
+    ids = np.array([[1, 2, 3, 0], [1, 2, 4, 0], [1, 5, 3, 0], [7, 2, 3, 0], [1, 2, 3, 1]])
+    assert levels.shared_prefix(ids, 4, [0]) == 3 and levels.shared_prefix(ids, 2, [1, 3]) == 1
+    # top-1 per query: doc 1 (gold 0: 2 codes), doc 3 (gold 0: none), no result, doc 4 (golds 2 and 0: 3 codes)
+    shares = levels.level_agreement(ids, np.array([1, 3, -1, 4]), [[0], [0], [0], [2, 0]])
+    assert shares == [0.5, 0.5, 0.25, 0.0]
 
 
 def test_readme_tables_rewrite_only_the_marked_block_and_refuse_a_missing_marker(tmp_path, capsys):
