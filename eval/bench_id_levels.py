@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     write_result(ROOT / "eval" / "results" / args.result, {
         "what": "per ID level l, the share of queries whose top-1 document's semantic ID shares its first l codes "
                 "with a relevant document's (the last level is the collision suffix); nothing tuned",
-        "command": ["eval/bench_id_levels.py", *(argv if argv is not None else sys.argv[1:])],
-        "index": str(args.index), "index_config": to_dict(index.cfg),
+        "index": str(args.index), "index_built_by": index.meta.get("built_by"), "index_config": to_dict(index.cfg),
         "data": str(args.data), "split": args.split, "num_queries": len(golds), "id_levels": int(ids.shape[1]),
         "modes": modes,
     }, started=started)

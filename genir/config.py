@@ -209,8 +209,9 @@ class RecConfig:
     early_stop_metric: str = "nDCG@10"  # validation metric watched for early stopping and best checkpoint
     valid_users: int = 5000  # validation users sampled (seeded) for the generative model's early stopping (0 = all)
     # validation users the hybrid fusion is tuned on: "held_out" = those outside the early-stopping sample (the
-    # generative checkpoint was chosen on the sample, which flatters it there: Sports, generative nDCG@10 0.0324 on
-    # the sample vs 0.0270 on the rest, SASRec 0.0288 vs 0.0275), all of them when the sample takes every user;
+    # generative checkpoint was chosen on the sample, which flatters it there: a scratch check on Sports (README),
+    # generative nDCG@10 0.0324 on the sample vs 0.0270 on the rest, SASRec 0.0288 vs 0.0275), all of them when
+    # the sample takes every user;
     # "sample" = the early-stopping sample itself (indexes built before this field)
     hybrid_users: str = "held_out"
     # what the fusion is chosen by (genir.rec.hybrid.tune): "min_gain" = the largest worse-of-two ratio to SASRec
