@@ -264,6 +264,9 @@ class ModelConfig:
     encoder_precision: str = "fp32"  # fp32 | auto | bf16 | int8 of the frozen encoder's forward (as EmbedConfig.precision)
 
 
+DISTILL_WHEN = ("dense_beats_bm25", "always")  # TrainConfig.distill_when
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training of the generative retriever (genir.train) and its data mix (genir.pseudo)."""
@@ -294,7 +297,12 @@ class TrainConfig:
     # distillation from the dense index (genir.generative.Teacher): weight of a soft target in each level's loss,
     # the distribution the dense model puts on the documents nearest to the training input (cosine / temperature,
     # softmax over the gold document and distill_k neighbours) summed per code under the gold prefix; 0 = off
-    distill: float = 0.0
+    distill: float = 0.5
+    # when the build distils (DISTILL_WHEN): "dense_beats_bm25" = only when the dense index ranks the build's own
+    # labelled train queries better than BM25 does (nDCG@10; genir.index.distill_choice), else "always". Measured:
+    # it lifts the generative model where the teacher is strong (msmarco-10k dev RR@10 0.707 vs 0.636; dense beats
+    # BM25 there) and lowers it where BM25 beats dense (SciFact dev nDCG@10 0.649 vs 0.679); README, distillation
+    distill_when: str = "dense_beats_bm25"
     distill_k: int = 20  # neighbours per training text in the teacher's distribution (the gold document added)
     distill_temperature: float = 0.05  # of the teacher's softmax over cosines
     seed: int = 0  # seed for the data mix, data order, initialisation and dropout
@@ -340,7 +348,8 @@ class HybridConfig:
 # before they existed (a saved config lacking them must not pick up today's defaults).
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "EmbedConfig": {"precision": "fp32"},  # indexes saved before it were embedded (and their queries encoded) in fp32
-    "TrainConfig": {"pseudo_mix": "document", "keyword_share": 0.0},
+    # manifests from before distillation had none; from before distill_when, distill was applied as set
+    "TrainConfig": {"pseudo_mix": "document", "keyword_share": 0.0, "distill": 0.0, "distill_when": "always"},
     "ModelConfig": {"pooled_memory": False, "encoder_precision": "fp32"},
     # the rule existed before the field (driven by the documents added after training alone): it stays on
     "HybridConfig": {"unseen_second": True},

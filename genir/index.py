@@ -112,6 +112,7 @@ class GenerativeIndex:
             raise ValueError(f"ModelConfig.encoder {cfg.model.encoder!r} differs from EmbedConfig.model {cfg.embed.model!r}: "
                              "the seq2seq reads the embedding model's tokens and weights; set both to one model "
                              "(genir index --model sets both)")
+        check_distill_when(cfg)
         info = setup_distributed(device)
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -125,21 +126,27 @@ class GenerativeIndex:
             emb = embedder.encode_cached(corpus.passages(), None if workdir is None else Path(workdir) / "embeddings",
                                          progress=progress, info=info)
         timings["embed"] = time.perf_counter() - t
+        dense = bm25 = None
+        if info.rank == 0:  # before the model: the distillation rule reads both
+            t = time.perf_counter()
+            dense = DenseIndex.build(emb, cfg.dense)
+            timings["dense"] = time.perf_counter() - t
+            t = time.perf_counter()
+            bm25 = Bm25Index.build(corpus.passages(), cfg.bm25)
+            timings["bm25"] = time.perf_counter() - t
         semantic = None
-        if cfg.generative:  # first, while every torchrun process still takes part
+        if cfg.generative:  # while every torchrun process still takes part
+            from genir.device import broadcast_array
             from genir.semantic import SemanticLayer
 
+            choice = distill_choice(cfg, embedder, dense, bm25, corpus, train_queries, train_qrels) if info.rank == 0 else {}
+            weight = float(broadcast_array(np.array([choice.get("distill", 0.0)]), info, dtype=np.float64)[0])
             semantic = SemanticLayer.build(corpus, emb, cfg, train_queries=train_queries, train_qrels=train_qrels,
-                                           device=device, workdir=workdir, resume=resume, progress=progress)
+                                           device=device, workdir=workdir, resume=resume, progress=progress,
+                                           distill=weight, distill_choice=choice)
             timings.update(semantic.meta["build_seconds"])
         if info.rank > 0:
             return None
-        t = time.perf_counter()
-        dense = DenseIndex.build(emb, cfg.dense)
-        timings["dense"] = time.perf_counter() - t
-        t = time.perf_counter()
-        bm25 = Bm25Index.build(corpus.passages(), cfg.bm25)
-        timings["bm25"] = time.perf_counter() - t
         meta = {"build_seconds": timings, "embedding_dim": int(emb.shape[1]), "built_by": built_by}
         return cls(cfg, corpus, emb, dense, bm25, semantic=semantic, meta=meta, device=device)
 
@@ -389,6 +396,64 @@ def _check_encoder_weights(path: Path, manifest: dict, cfg: IndexConfig, device:
         raise ValueError(f"{path}: the installed text encoder {cfg.embed.model!r} has other weights (sha256 {now[:12]}) "
                          f"than this index was built with ({saved[:12]}); install the encoder package version it was "
                          "built with, or rebuild the index")
+
+
+DISTILL_RULE_QUERIES = 2000  # the most labelled train queries the distillation rule ranks (a seeded sample)
+
+
+def check_distill_when(cfg: IndexConfig) -> None:
+    """TrainConfig.distill / distill_when checked before any work."""
+    from genir.config import DISTILL_WHEN
+
+    if cfg.train.distill_when not in DISTILL_WHEN:
+        raise ValueError(f"unknown train.distill_when {cfg.train.distill_when!r}; expected one of {DISTILL_WHEN}")
+    if not 0.0 <= cfg.train.distill <= 1.0:
+        raise ValueError(f"train.distill is a loss weight in [0, 1]; got {cfg.train.distill:g}")
+
+
+def distill_choice(cfg: IndexConfig, embedder: Embedder, dense: DenseIndex, bm25: Bm25Index, corpus: Corpus,
+                   queries: Queries | None, qrels: Qrels | None) -> dict:
+    """TrainConfig.distill_when applied -> {"distill": the weight the model trains with, "reason": why, ...}.
+
+    "dense_beats_bm25": distil (with ``train.distill``) only if the dense index ranks the build's labelled TRAIN
+    queries better than BM25 does (nDCG@10 over at most DISTILL_RULE_QUERIES of them, a seeded sample; both scores
+    recorded). A teacher weaker than the lexical baseline pulled the student down where it was measured (SciFact);
+    without labelled queries, or with trained encoder layers (the teacher pools the frozen states), it does not
+    distil. "always": ``train.distill`` as set."""
+    train = cfg.train
+    if train.distill <= 0:
+        return {"distill": 0.0, "reason": "train.distill is 0"}
+    if train.distill_when == "always":
+        return {"distill": train.distill, "reason": "train.distill_when is 'always'"}
+    if cfg.model.trainable_encoder_layers:
+        return {"distill": 0.0, "reason": "trainable encoder layers: the teacher pools the frozen encoder's states"}
+    import pyarrow.compute as pc
+
+    from genir.metrics import evaluate_order
+
+    rows: list[int] = []
+    if queries is not None and qrels is not None:
+        docs = set(corpus.doc_ids)
+        judged = {q for q, d, r in zip(*(qrels.table.column(c).to_pylist() for c in ("query_id", "doc_id", "relevance")))
+                  if r > 0 and d in docs}
+        rows = [i for i, q in enumerate(queries.query_ids) if q in judged]
+    if not rows:
+        return {"distill": 0.0, "reason": "no labelled train queries to rank with dense and BM25"}
+    if len(rows) > DISTILL_RULE_QUERIES:
+        rows = sorted(np.random.default_rng(train.seed).choice(rows, DISTILL_RULE_QUERIES, replace=False).tolist())
+    qids, texts = [queries.query_ids[i] for i in rows], [queries.texts[i] for i in rows]
+    keep = pa.array(sorted(set(qids)))
+    sample = Qrels(qrels.table.filter(pc.is_in(qrels.table.column("query_id"), value_set=keep)))
+    _, dense_idx = dense.search(embedder.encode(texts), 10)
+    _, bm25_idx = bm25.search(texts, 10)
+    ndcg = {name: evaluate_order(qids, idx, corpus.doc_ids, sample, ["nDCG@10"])["nDCG@10"]
+            for name, idx in (("dense", dense_idx), ("bm25", bm25_idx))}
+    wins = ndcg["dense"] > ndcg["bm25"]
+    logger.info("distillation rule: dense nDCG@10 %.4f vs BM25 %.4f on %d train queries -> %s", ndcg["dense"],
+                ndcg["bm25"], len(rows), f"distil with weight {train.distill:g}" if wins else "no distillation")
+    return {"distill": train.distill if wins else 0.0, "queries": len(rows), "dense_ndcg10": round(ndcg["dense"], 4),
+            "bm25_ndcg10": round(ndcg["bm25"], 4),
+            "reason": "dense beats BM25 on the train queries" if wins else "dense does not beat BM25 on the train queries"}
 
 
 def served_fusion(hybrid: HybridConfig, saved: HybridConfig | None) -> HybridConfig:

@@ -5,6 +5,7 @@ everything here is optional (IndexConfig.generative) and lives in `semantic/` in
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -67,11 +68,13 @@ class SemanticLayer:
 
     @classmethod
     def build(cls, corpus: Corpus, emb: np.ndarray, cfg: IndexConfig, *, train_queries: Queries | None,
-              train_qrels: Qrels | None, device: str = "auto", workdir: Path | None = None,
-              resume: bool = False, progress: bool | None = None) -> "SemanticLayer":
+              train_qrels: Qrels | None, distill: float, distill_choice: dict | None = None, device: str = "auto",
+              workdir: Path | None = None, resume: bool = False, progress: bool | None = None) -> "SemanticLayer":
         """Fit the codec on ``emb`` (n, d), build the trie and train the retriever. Under torchrun every process
         calls this: rank 0 alone fits the codec (``emb`` may be empty on the others) and sends the IDs, so every
-        process trains on the same targets; other ranks get a layer without codec, which is not to be saved."""
+        process trains on the same targets; other ranks get a layer without codec, which is not to be saved.
+        ``distill``: the distillation weight the model trains with (genir.index.distill_choice applies
+        ``cfg.train.distill_when``; ``distill_choice``, its record, goes to the meta)."""
         from genir.device import broadcast_array, setup_distributed
 
         info = setup_distributed(device)
@@ -92,7 +95,7 @@ class SemanticLayer:
         texts = corpus.table.column("text").to_pylist()
         titles = corpus.table.column("title").to_pylist()
         q_texts, q_docs = ([], []) if train_queries is None else train_pairs(train_queries, train_qrels, corpus.doc_ids)
-        train_cfg = apply_mix(cfg.train)
+        train_cfg = dataclasses.replace(apply_mix(cfg.train), distill=float(distill))
         logger.info("pseudo-query mix: %s", train_cfg.pseudo_mix)
         doc_emb = None
         if train_cfg.distill > 0:
@@ -110,7 +113,7 @@ class SemanticLayer:
                                               progress=progress, doc_emb=doc_emb)
         timings.update(retriever.build_info.get("seconds", {}))
         meta = {"codec_stats": stats, "build_seconds": timings, "train_queries": len(q_texts), "trained_docs": len(ids),
-                "pseudo_mix": train_cfg.pseudo_mix, "train_config": to_dict(train_cfg),
+                "pseudo_mix": train_cfg.pseudo_mix, "train_config": to_dict(train_cfg), "distill": distill_choice or {},
                 "pairs": retriever.build_info.get("pairs", {})}
         if retriever.train_result is not None:
             meta["train"] = {k: v for k, v in vars(retriever.train_result).items() if isinstance(v, (int, float, str))}

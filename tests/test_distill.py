@@ -3,12 +3,14 @@ neighbours and the loss, then a build with it."""
 import dataclasses
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
 from genir.config import CodecConfig, EmbedConfig, IndexConfig, ModelConfig, TrainConfig
+from genir.data.types import Corpus, Qrels, Queries
 from genir.generative import Teacher
-from genir.index import GenerativeIndex
+from genir.index import GenerativeIndex, distill_choice
 from genir.model import IdDecoder, soft_targets
 from tests.synthetic import synthetic_corpus
 
@@ -58,11 +60,74 @@ def test_teacher_pools_each_text_and_ranks_documents_by_cosine():
         Teacher.build(flat, offsets, np.array([0]), np.array([0]), docs, codes, k=2, temperature=0.0)
 
 
-def _config(distill: float, **embed) -> IndexConfig:
+def _config(distill: float, when: str = "always", **embed) -> IndexConfig:
     return IndexConfig(
         embed=EmbedConfig(**embed), codec=CodecConfig(scheme="rqkmeans", levels=2, codebook_size=4),
         train=dataclasses.replace(TrainConfig(), max_steps=10, batch_size=32, pseudo_per_doc=1, checkpoint_every=0,
-                                  distill=distill, distill_k=4))
+                                  distill=distill, distill_k=4, distill_when=when))
+
+
+class _Ranker:
+    """A stand-in for the dense index / BM25 / embedder: every query gets ``order`` (doc_idx, best first)."""
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = np.array(order)
+
+    def encode(self, texts):
+        return np.zeros((len(texts), 4), np.float32)
+
+    def search(self, queries, k, **_):
+        idx = np.tile(self.order[:k], (len(queries), 1))
+        return np.zeros(idx.shape, np.float32), idx
+
+
+def test_the_distillation_rule_distils_only_when_dense_ranks_the_train_queries_better_than_bm25():
+    corpus = Corpus.from_records([f"d{i}" for i in range(12)], [""] * 12, [f"text {i}" for i in range(12)])
+    queries = Queries.from_records(["q0", "q1", "unjudged"], ["a", "b", "c"])
+    qrels = Qrels(pa.table({"query_id": ["q0", "q1", "elsewhere"], "doc_id": ["d0", "d0", "d1"],
+                            "relevance": pa.array([1, 1, 1], pa.int32())}))
+    gold_first, gold_fifth = _Ranker(list(range(12))), _Ranker([5, 6, 7, 8, 0, 1, 2, 3, 4, 9, 10, 11])
+    cfg = _config(0.5, when="dense_beats_bm25")
+    wins = distill_choice(cfg, gold_first, gold_first, gold_fifth, corpus, queries, qrels)
+    assert wins["distill"] == 0.5 and wins["queries"] == 2  # the unjudged query and the foreign qrel are left out
+    assert wins["dense_ndcg10"] == 1.0 and 0 < wins["bm25_ndcg10"] < 1
+    loses = distill_choice(cfg, gold_first, gold_fifth, gold_first, corpus, queries, qrels)
+    assert loses["distill"] == 0.0 and loses["dense_ndcg10"] < loses["bm25_ndcg10"]
+    tie = distill_choice(cfg, gold_first, gold_first, gold_first, corpus, queries, qrels)
+    assert tie["distill"] == 0.0  # the teacher has to be better, not as good
+    assert distill_choice(_config(0.5, when="always"), gold_first, gold_fifth, gold_first, corpus, queries,
+                          qrels)["distill"] == 0.5
+    assert distill_choice(cfg, gold_first, gold_first, gold_fifth, corpus, None, None)["distill"] == 0.0
+    trained_top = dataclasses.replace(cfg, model=dataclasses.replace(ModelConfig(), trainable_encoder_layers=1))
+    assert distill_choice(trained_top, gold_first, gold_first, gold_fifth, corpus, queries, qrels)["distill"] == 0.0
+
+
+def test_a_default_build_applies_the_rule_and_records_it(tmp_path):
+    corpus = synthetic_corpus(6)
+    cfg = dataclasses.replace(_config(0.5), train=dataclasses.replace(_config(0.5).train, distill_when="dense_beats_bm25"))
+    assert TrainConfig().distill_when == "dense_beats_bm25" and TrainConfig().distill == 0.5
+    zero_shot = GenerativeIndex.build(corpus, cfg, train_queries=None, train_qrels=None, device="cpu",
+                                      workdir=tmp_path / "a", progress=False)
+    assert zero_shot.semantic.meta["distill"]["distill"] == 0.0 and "teacher" not in zero_shot.meta["build_seconds"]
+    assert zero_shot.semantic.meta["train_config"]["distill"] == 0.0
+    queries = Queries.from_records(["q1", "q2"], ["telescope galaxy", "flour butter"])
+    qrels = Qrels(pa.table({"query_id": ["q1", "q2"], "doc_id": ["astronomy-0", "cooking-1"], "relevance": [1, 1]}))
+    labelled = GenerativeIndex.build(corpus, cfg, train_queries=queries, train_qrels=qrels, device="cpu",
+                                     workdir=tmp_path / "b", progress=False)
+    record = labelled.semantic.meta["distill"]
+    assert record["queries"] == 2 and {"dense_ndcg10", "bm25_ndcg10"} <= set(record)
+    assert record["distill"] == (0.5 if record["dense_ndcg10"] > record["bm25_ndcg10"] else 0.0)
+    assert ("teacher" in labelled.meta["build_seconds"]) == (record["distill"] > 0)
+    assert labelled.semantic.meta["train_config"]["distill"] == record["distill"]
+
+
+def test_an_unknown_distill_rule_or_weight_is_refused_before_any_work(tmp_path):
+    corpus = synthetic_corpus(2)
+    for cfg, match in ((_config(0.5, when="sometimes"), "distill_when"), (_config(1.5), r"\[0, 1\]")):
+        with pytest.raises(ValueError, match=match):
+            GenerativeIndex.build(corpus, cfg, train_queries=None, train_qrels=None, device="cpu",
+                                  workdir=tmp_path / "w", progress=False)
+        assert not (tmp_path / "w").exists()
 
 
 def test_a_build_with_distillation_trains_on_the_teachers_targets(tmp_path):
