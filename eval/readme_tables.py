@@ -261,6 +261,7 @@ BLOCKS: dict[str, Callable[[Path], Optional[list[str]]]] = {
     "scifact-precision": jobs_block("scifact-precision-study"),
     "scifact-distill": jobs_block("scifact-distill"),
     "amazon": jobs_block("amazon-beauty", "amazon-sports"),
+    "amazon-ids": jobs_block("amazon-sports-ids", "amazon-beauty-ids"),
     "msmarco": msmarco,
 }
 

@@ -486,3 +486,18 @@ def test_readme_tables_rewrite_only_the_marked_block_and_refuse_a_missing_marker
     block = readme.read_text().split("<!-- table:amazon -->")[1]
     assert "`genir bench eval/jobs/amazon-beauty.toml`" in block and "| sf | base | dev | bm25 |" in block
     assert "Not run yet: `genir bench eval/jobs/amazon-sports.toml`." in block
+
+
+def test_distill_rule_script_records_the_rule_per_corpus(tmp_path, data):
+    no_queries = tmp_path / "docs-only"
+    no_queries.mkdir()
+    (no_queries / "corpus.jsonl").write_text((data / "corpus.jsonl").read_text())
+    result = tmp_path / "rule.json"
+    assert _eval_script("bench_distill_rule").main([str(data), str(no_queries), "--cache", str(tmp_path / "cache"),
+                                                    "--result", str(result)]) == 0
+    rows = json.loads(result.read_text())["datasets"]
+    labelled, zero_shot = rows
+    # the train queries minus the dev carve-out (20 %) are ranked by both; the decision follows the two scores
+    assert 0 < labelled["queries"] < 32 and {"dense_ndcg10", "bm25_ndcg10"} <= set(labelled)
+    assert labelled["distill"] == (0.5 if labelled["dense_ndcg10"] > labelled["bm25_ndcg10"] else 0.0)
+    assert zero_shot["distill"] == 0.0 and "no labelled" in zero_shot["reason"] and zero_shot["documents"] == 32
