@@ -66,6 +66,7 @@ def index_facts(index_dir: Path) -> dict:
         "fusion": manifest["config"].get("hybrid"),
         "fusion_source": manifest.get("fusion_source"),
         "pseudo_mix": sem.get("pseudo_mix"),
+        "distill": sem.get("distill"),  # the distillation rule's decision and scores (genir.index.distill_choice)
         "pairs": sem.get("pairs"),
         "train": sem.get("train"),
         "codec_stats": sem.get("codec_stats"),
@@ -398,7 +399,8 @@ def cmd_arch(args) -> None:
         variants.append({"variant": name, "set": sets, "model": dataclasses.asdict(cfg.model),
                          "train": dataclasses.asdict(cfg.train), "seconds": time.perf_counter() - t,
                          "build_seconds": index.meta["build_seconds"], "fusion": tuned["chosen"],
-                         "training": index.semantic.meta.get("train"), "results": rows(report)})
+                         "training": index.semantic.meta.get("train"), "distill": index.semantic.meta.get("distill"),
+                         "results": rows(report)})
         print(name, {m: round(r["RR@10"], 4) for m, r in variants[-1]["results"].items()}, flush=True)
     write(args.result or f"msmarco-10k-arch-e{args.epochs:g}.json", {
         "what": f"variants on msmarco-10k dev built side by side in one process, --epochs {args.epochs:g}, "
