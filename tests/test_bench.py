@@ -270,6 +270,8 @@ def test_recommendation_build_of_a_new_hash_resumes_checkpoints_its_models_accep
         assert attempt["resume"] is True and attempt["checkpoints_found"] == {"sasrec": f"epoch-{epochs:08d}"}
         assert attempt["epochs"]["sasrec"] == epochs
         assert lineage["earlier"]["hash"] != lineage["hash"] and cell["config"]["hybrid_users"] == "sample"
+        # the result says which earlier builds' checkpoints it resumed (a stitched run records its lineage)
+        assert cell["index"]["earlier_lineage"] == lineage["earlier"] and cell["index"]["lineage"][-1]["resume"]
         lineage, cell = rerun('hybrid_users = "sample"\nsasrec_dropout = 0.1\n')  # shapes SASRec's training
         assert "training from scratch" in caplog.text and "sasrec_dropout" in caplog.text
         assert "resumed after" not in caplog.text and cell["config"]["sasrec_dropout"] == 0.1

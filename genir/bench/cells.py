@@ -167,7 +167,7 @@ def build_index(build: Build, ctx: Context, *_after: Any) -> dict:
     record = {"format": FORMAT, "kind": "genir-bench-build", "key": build.key, "hash": build.hash, "status": "ok",
               "index": str(index_dir(ctx, build)), "dataset": build.dataset, "data": build.data,
               "config_name": build.config_name, "config": build.config, "seeds": build.seeds(), **built,
-              "lineage": lineage["attempts"], "provenance": run_provenance(ctx)}
+              "lineage": lineage["attempts"], "earlier_lineage": lineage.get("earlier"), "provenance": run_provenance(ctx)}
     write_json(record_path(ctx, build), record)
     return record
 
@@ -266,7 +266,7 @@ def evaluate_cell(cell: Cell, ctx: Context, record: dict) -> dict:
         result.update(status="failed", **failure(exc))
         logger.warning("cell %s failed: %s", cell.key, result["error"])
     result["index"] = {k: record.get(k) for k in ("key", "hash", "index", "version", "build_seconds", "peak_rss_mb",
-                                                  "training", "fusion", "lineage")}
+                                                  "training", "fusion", "lineage", "earlier_lineage")}
     result["lineage"] = {**process(ctx), "started": started, "ended": now()}
     result["provenance"] = run_provenance(ctx)
     write_json(cell_path(ctx, cell), result)
