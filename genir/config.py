@@ -299,7 +299,7 @@ class TrainConfig:
     # softmax over the gold document and distill_k neighbours) summed per code under the gold prefix; 0 = off
     distill: float = 0.5
     # when the build distils (DISTILL_WHEN): "dense_beats_bm25" = only when the dense index ranks the build's own
-    # labelled train queries better than BM25 does (nDCG@10; genir.index.distill_choice), else "always". Measured:
+    # labelled train queries better than BM25 does (nDCG@10; genir.index.distill_choice); "always" = as set. Measured:
     # it lifts the generative model where the teacher is strong (msmarco-10k dev RR@10 0.707 vs 0.636; dense beats
     # BM25 there) and lowers it where BM25 beats dense (SciFact dev nDCG@10 0.649 vs 0.679); README, distillation
     distill_when: str = "dense_beats_bm25"
