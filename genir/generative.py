@@ -97,7 +97,8 @@ class GenerativeRetriever:
         vocab = tuple(int(max(v, c)) for v, c in zip(trie.vocab_sizes, codes.max(axis=0) + 1))
         if train_cfg.distill > 0 and (doc_emb is None or len(doc_emb) != len(codes)):
             raise ValueError(f"train.distill={train_cfg.distill:g} needs the documents' embeddings (doc_emb, one row "
-                             "per document) to build the dense teacher")
+                             "per document) to build the dense teacher; pass them or set distill=0 (this call trains "
+                             "with the weight as given: train.distill_when is applied by GenerativeIndex.build)")
         model = Seq2SeqRetriever(model_cfg, vocab, label_smoothing=train_cfg.label_smoothing,
                                  distill=train_cfg.distill, device=info.device).to(info.device)
         t = time.perf_counter()

@@ -67,7 +67,8 @@ def trained(tmp_path_factory):
     texts, titles, codes = synthetic_corpus()
     trie = IdTrie.from_codes(codes)
     mcfg = ModelConfig(d_model=128, n_layers=2, n_heads=4, d_ff=512, dropout=0.0)
-    tcfg = TrainConfig(max_steps=220, batch_size=64, lr=3e-3, pseudo_per_doc=1, query_upsample=2, checkpoint_every=0)
+    tcfg = TrainConfig(max_steps=220, batch_size=64, lr=3e-3, pseudo_per_doc=1, query_upsample=2, checkpoint_every=0,
+                       distill=0.0)
     # two labelled train queries (the title words) exercise source (c) of the mix
     retriever = GenerativeRetriever.train(
         texts, titles, codes, trie, [titles[0], titles[1]], [[0], [1]],
