@@ -402,10 +402,12 @@ def cmd_arch(args) -> None:
                          "training": index.semantic.meta.get("train"), "distill": index.semantic.meta.get("distill"),
                          "results": rows(report)})
         print(name, {m: round(r["RR@10"], 4) for m, r in variants[-1]["results"].items()}, flush=True)
-    write(args.result or f"msmarco-10k-arch-e{args.epochs:g}.json", {
-        "what": f"variants on msmarco-10k dev built side by side in one process, --epochs {args.epochs:g}, "
-                "otherwise the defaults unless a variant's 'set' says (fusion tuned on dev, as `genir index` does); "
-                "compared on dev only", "variants": variants})
+        # rewritten whole after every variant, so a run stopped part-way keeps what it measured (and says so)
+        write(args.result or f"msmarco-10k-arch-e{args.epochs:g}.json", {
+            "what": f"variants on msmarco-10k dev built side by side in one process, --epochs {args.epochs:g}, "
+                    "otherwise the defaults unless a variant's 'set' says (fusion tuned on dev, as `genir index` "
+                    "does); compared on dev only",
+            "variants_planned": names, "finished": len(variants) == len(specs), "variants": variants})
 
 
 def main() -> None:

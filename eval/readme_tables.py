@@ -131,7 +131,9 @@ def _variants_table(name: str, run: dict) -> list[str]:
     """The variants of one ``bench_msmarco.py arch`` run, side by side on dev."""
     epochs = {v["train"]["epochs"] for v in run["variants"]}
     out = ["", f"`bench_msmarco.py arch` -> `{name}`, {_commit(run['provenance'])}, each variant built in the same "
-           f"run ({'/'.join(f'{e:g}' for e in sorted(epochs))} epochs), msmarco-10k dev:", "",
+           f"run ({'/'.join(f'{e:g}' for e in sorted(epochs))} epochs)"
+           + ("" if run.get("finished", True) else f", stopped after {len(run['variants'])} of "
+              f"{len(run['variants_planned'])} variants") + ", msmarco-10k dev:", "",
            *_head("variant", "settings", "generative RR@10", "R@1", "R@10", "nDCG@10", "hybrid RR@10", "train min")]
     for v in run["variants"]:
         g, h = v["results"]["generative"], v["results"]["hybrid"]

@@ -503,3 +503,14 @@ def test_distill_rule_script_records_the_rule_per_corpus(tmp_path, data):
     assert 0 < labelled["queries"] < 32 and {"dense_ndcg10", "bm25_ndcg10"} <= set(labelled)
     assert labelled["distill"] == (0.5 if labelled["dense_ndcg10"] > labelled["bm25_ndcg10"] else 0.0)
     assert zero_shot["distill"] == 0.0 and "no labelled" in zero_shot["reason"] and zero_shot["documents"] == 32
+
+
+def test_readme_says_when_an_arch_run_stopped_part_way():
+    variant = {"variant": "a", "set": [], "train": {"epochs": 10.0}, "build_seconds": {"train": 600},
+               "results": {"generative": {"RR@10": .7, "R@1": .6, "R@10": .8, "nDCG@10": .7}, "hybrid": {"RR@10": .93}}}
+    run = {"provenance": {"git": {"commit": "abcdef0123", "dirty": False}}, "variants": [variant]}
+    tables = _readme_tables()
+    stopped = tables._variants_table("x.json", {**run, "finished": False, "variants_planned": ["a", "b"]})
+    assert "stopped after 1 of 2 variants" in stopped[1] and stopped[-1].startswith("| a |")
+    assert "stopped" not in tables._variants_table("x.json", {**run, "finished": True, "variants_planned": ["a"]})[1]
+    assert "stopped" not in tables._variants_table("x.json", run)[1]  # files from before the field
