@@ -268,6 +268,7 @@ def test_recommendation_build_of_a_new_hash_resumes_checkpoints_its_models_accep
         assert f"resumed after epoch {epochs}" in caplog.text and "from scratch" not in caplog.text
         attempt = lineage["attempts"][-1]
         assert attempt["resume"] is True and attempt["checkpoints_found"] == {"sasrec": f"epoch-{epochs:08d}"}
+        assert attempt["git"]["commit"] and lineage["earlier"]["attempts"][0]["git"] == attempt["git"]  # each says its code
         assert attempt["epochs"]["sasrec"] == epochs
         assert lineage["earlier"]["hash"] != lineage["hash"] and cell["config"]["hybrid_users"] == "sample"
         # the result says which earlier builds' checkpoints it resumed (a stitched run records its lineage)

@@ -52,8 +52,9 @@ def now() -> str:
 
 
 def process(ctx: Context) -> dict:
-    """Which process did a step: recorded in lineage, never typed."""
-    return {"pid": os.getpid(), "host": socket.gethostname(), "backend": ctx.backend, "command": " ".join(ctx.command)}
+    """Which process did a step, at which commit: recorded in lineage, never typed."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "backend": ctx.backend, "command": " ".join(ctx.command),
+            "git": ctx.git or git_state()}
 
 
 def run_provenance(ctx: Context) -> dict:
