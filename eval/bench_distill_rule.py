@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     started = provenance()
     from genir.bm25 import Bm25Index
     from genir.config import IndexConfig, to_dict
-    from genir.data import available_splits, load_corpus, load_dataset
+    from genir.data import load_training
     from genir.dense import DenseIndex
     from genir.embed import Embedder
     from genir.index import distill_choice
@@ -40,11 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for folder in args.data:
         t = time.perf_counter()
-        if "train" in available_splits(folder):
-            ds = load_dataset(folder, split="train-dev")
-            corpus, queries, qrels = ds.corpus, ds.split_queries(), ds.qrels
-        else:
-            corpus, queries, qrels = load_corpus(folder), None, None
+        corpus, queries, qrels = load_training(folder)  # as `genir index` reads it
         dense = bm25 = None
         if queries is not None:  # without labelled queries the rule decides before ranking anything
             emb = embedder.encode_cached(corpus.passages(), args.cache / folder.name, progress=False)

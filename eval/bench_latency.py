@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genir.data import load_dataset
+from genir.data import BeirDataset, load_dataset
 from genir.data.types import Queries
 from genir.device import resolve_decoder_precision
 from genir.evaluate import evaluate_index
@@ -61,9 +61,13 @@ GOAL_RATIO = 2.0  # issue 16: hybrid single-query p50 <= 2x dense p50
 DECODING = ("generative", "hybrid")  # the modes the decoder's precision changes
 
 
-def dev_queries(data: Path, n: int, *, dev_fraction: float = 0.2, seed: int = 0) -> list[str]:
-    """The first ``n`` judged queries of the carved dev split (`genir eval --split dev`'s queries, its defaults)."""
-    ds = load_dataset(data, split="dev", dev_fraction=dev_fraction, seed=seed)
+def load_dev(data: Path) -> BeirDataset:
+    """The carved dev split at `genir eval --split dev`'s defaults (read once: the queries timed and judged)."""
+    return load_dataset(data, split="dev", dev_fraction=0.2, seed=0)
+
+
+def dev_queries(ds: BeirDataset, n: int) -> list[str]:
+    """The first ``n`` judged queries of the dev split."""
     queries, judged = ds.split_queries(), set(ds.qrels.table.column("query_id").to_pylist())
     keep = [i for i, q in enumerate(queries.query_ids) if q in judged][:n]
     return Queries(queries.table.take(keep)).texts
@@ -133,13 +137,12 @@ def batched(index: GenerativeIndex, queries: list[str], runs: dict[str, tuple[st
     return out
 
 
-def dev_quality(index: GenerativeIndex, data: Path, modes: list[str], precisions: list[str]) -> dict:
+def dev_quality(index: GenerativeIndex, ds: BeirDataset, modes: list[str], precisions: list[str]) -> dict:
     """{precision: {mode: {nDCG@10, RR@10}}} of the decoding modes on the whole dev split (`genir eval`'s)."""
-    ds = load_dataset(data, split="dev", dev_fraction=0.2, seed=0)
     out = {}
     for precision in precisions:
         report = evaluate_index(decode_in(index, precision), ds.split_queries(), ds.qrels, modes=modes,
-                                measures=("nDCG@10", "RR@10"), dataset=data.name, split="dev")
+                                measures=("nDCG@10", "RR@10"), dataset=ds.name, split="dev")
         out[precision] = {r["mode"]: r["metrics"] for r in report["results"]}
     return out
 
@@ -161,7 +164,8 @@ def bench_dataset(name: str, index_dir: Path, data: Path, args: argparse.Namespa
     index = GenerativeIndex.load(index_dir, device=args.device)
     load_s = time.perf_counter() - t
     modes = [m for m in args.modes if m in index.modes]
-    queries = dev_queries(data, args.queries)
+    dev = load_dev(data)
+    queries = dev_queries(dev, args.queries)
     if len(queries) <= args.warmup:
         raise ValueError(f"{data}: {len(queries)} dev queries, not more than --warmup {args.warmup}")
     precisions = list(dict.fromkeys(resolve_decoder_precision(p, index.device) for p in args.decode_precisions))
@@ -171,7 +175,7 @@ def bench_dataset(name: str, index_dir: Path, data: Path, args: argparse.Namespa
     batch = batched(index, queries, runs, batch_size=args.batch_size)
     decoding = [m for m in modes if m in DECODING]
     by_precision = {}
-    quality = dev_quality(index, data, decoding, precisions) if decoding else {}
+    quality = dev_quality(index, dev, decoding, precisions) if decoding else {}
     for p in precisions:
         labels = {m: (m if p == precisions[0] else f"{m}@{p}") for m in decoding}
         row = {"single_query": {m: single[label] for m, label in labels.items()},

@@ -198,7 +198,7 @@ def index(
 
     if cfg.train.pseudo_mix not in MIXES:
         raise ValueError(f"unknown --pseudo-mix {cfg.train.pseudo_mix!r}; expected one of {list(MIXES)}")
-    from genir.data import available_splits, load_corpus, merge_corpora
+    from genir.data import load_corpus, load_training, merge_corpora
     from genir.index import manifest_fusion, manifest_of
 
     # a bad path fails before any work; the fusion carried is the one that index serves (its config.hybrid)
@@ -206,14 +206,13 @@ def index(
     if fusion_from is not None and carried is None:
         raise ValueError(f"--fusion-from {fusion_from}: that index has no hybrid fusion (built without the model)")
     started = time.perf_counter()
-    if generative and train_split in available_splits(data_dir):
-        ds = _dataset(data_dir, train_split, dev_fraction, seed)
-        corpus, train_q, train_qrels = ds.corpus, ds.split_queries(), ds.qrels
-    else:
-        if generative:
+    if generative:
+        corpus, train_q, train_qrels = load_training(data_dir, train_split, dev_fraction=dev_fraction, seed=seed)
+        if train_q is None:
             logger.warning("%s has no %r queries: the model trains on documents and pseudo-queries only, "
                            "and the hybrid keeps %s", data_dir, train_split,
                            "the fusion of --fusion-from" if carried else "its default fusion")
+    else:
         corpus, train_q, train_qrels = load_corpus(data_dir), None, None
     extras = [(Path(e).resolve().name, load_corpus(e)) for e in extra_corpus or []]
     corpus = merge_corpora(corpus, extras)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from tests.conftest import TINY_CORPUS, TINY_QUERIES
 
-from genir.data import available_splits, detect_format, load_dataset
+from genir.data import available_splits, detect_format, load_dataset, load_training
 from genir.data.errors import DataFormatError
 from genir.data.msmarco import load_msmarco
 
@@ -36,6 +36,20 @@ def test_carved_dev_from_train(write_msmarco):
     rest = load_msmarco(folder, split="train-dev")
     assert len(dev.split_queries()) == 2 and len(rest.split_queries()) == 8
     assert not set(dev.split_queries().query_ids) & set(rest.split_queries().query_ids)
+
+
+def test_load_training_reads_train_minus_dev_or_documents_only(write_msmarco):
+    queries = {"train": [(f"q{i}", f"query {i}") for i in range(10)]}
+    qrels = {"train": [(f"q{i}", "d1", 1) for i in range(10)]}
+    folder = write_msmarco(queries=queries, qrels=qrels)
+    corpus, train_q, train_qrels = load_training(folder)
+    dev = load_msmarco(folder, split="dev").split_queries().query_ids
+    assert len(train_q) == 8 and not set(train_q.query_ids) & set(dev)
+    assert set(train_qrels.as_dict()) == set(train_q.query_ids)
+    assert corpus.doc_ids == [d["_id"] for d in TINY_CORPUS]
+    # a folder without the split (here only 'dev' judgements, so no 'train-dev'): documents only
+    corpus, train_q, train_qrels = load_training(write_msmarco("judged-dev-only"))
+    assert train_q is None and train_qrels is None and len(corpus) == len(TINY_CORPUS)
 
 
 def test_empty_passage_skipped(write_msmarco):

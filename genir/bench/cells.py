@@ -194,17 +194,16 @@ def _link_caches(train: Path, cache: Path) -> None:
 
 def _build_retrieval(build: Build, ctx: Context, train: Path, resume: bool) -> dict:
     """The steps of `genir index` for one config: train on train_split, tune on tune_split, save."""
-    from genir.data import available_splits, load_corpus, load_dataset
+    from genir.data import load_corpus, load_dataset, load_training
     from genir.index import GenerativeIndex
 
     started = time.perf_counter()
     cfg = build.cfg()
-    train_q = train_qrels = None
-    if cfg.generative and build.train_split in available_splits(build.data):
-        ds = load_dataset(build.data, split=build.train_split, dev_fraction=build.dev_fraction, seed=build.seed)
-        corpus, train_q, train_qrels = ds.corpus, ds.split_queries(), ds.qrels
+    if cfg.generative:
+        corpus, train_q, train_qrels = load_training(build.data, build.train_split, dev_fraction=build.dev_fraction,
+                                                     seed=build.seed)
     else:
-        corpus = load_corpus(build.data)
+        corpus, train_q, train_qrels = load_corpus(build.data), None, None
     load_seconds = time.perf_counter() - started
     built = GenerativeIndex.build(corpus, cfg, train_queries=train_q, train_qrels=train_qrels, device=ctx.device,
                                   workdir=train, resume=resume, progress=False)

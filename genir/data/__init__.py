@@ -25,8 +25,8 @@ FORMATS = ("beir", "msmarco")
 
 __all__ = ["CARVED_SPLITS", "FORMATS", "BeirDataset", "Corpus", "DataFormatError", "Qrels", "Queries",
            "Sequences", "available_splits", "detect_format", "dev_split", "load_beir", "load_corpus", "load_dataset",
-           "load_item_attribute_ids", "load_msmarco", "merge_corpora", "load_sequences", "read_parquet", "resolve_split",
-           "sql", "write_parquet"]
+           "load_item_attribute_ids", "load_msmarco", "load_training", "merge_corpora", "load_sequences", "read_parquet",
+           "resolve_split", "sql", "write_parquet"]
 
 
 def detect_format(folder: str | Path) -> str:
@@ -52,6 +52,18 @@ def load_corpus(folder: str | Path) -> Corpus:
     if detect_format(folder) == "beir":
         return beir.read_corpus(beir.find_file(folder, beir.CORPUS_FILES))[0]
     return msmarco.read_collection(beir.find_file(folder, msmarco.COLLECTION_FILES))[0]
+
+
+def load_training(folder: str | Path, split: str = "train-dev", *, dev_fraction: float = 0.2,
+                  seed: int = 0) -> tuple[Corpus, Queries | None, Qrels | None]:
+    """What an index build reads: the documents and, when the folder has ``split`` (default: train minus the
+    seeded dev carve-out), its labelled queries and qrels; (corpus, None, None) for a documents-only folder
+    (the model then trains on documents and pseudo-queries). `genir index`, the bench runner and the benchmarks
+    share this choice."""
+    if split not in available_splits(folder):
+        return load_corpus(folder), None, None
+    ds = load_dataset(folder, split=split, dev_fraction=dev_fraction, seed=seed)
+    return ds.corpus, ds.split_queries(), ds.qrels
 
 
 def merge_corpora(primary: Corpus, extras: Sequence[tuple[str, Corpus]]) -> Corpus:
