@@ -178,8 +178,13 @@ class RecConfig:
 
     max_history: int = 20  # newest history items a model sees (training prefixes and queries alike)
     # source of the item vectors behind semantic IDs: auto | text | cooc | text+cooc | sasrec | text+sasrec (sasrec:
-    # the item table of the SASRec trained in the same build, or taken with --reuse); auto = text+cooc with text, else cooc
+    # the item table of the SASRec trained in the same build, or taken with --reuse); auto = text+cooc when items have
+    # text, else item_embedding_no_text
     item_embedding: str = "auto"
+    # what auto means for a dataset without item text (NO_TEXT_SOURCES): "sasrec" = the build's SASRec item table
+    # (co-occurrence when the build has no SASRec), "cooc" = co-occurrence. sasrec won on Amazon Sports validation
+    # (nDCG@10 0.0291 vs 0.0277, eval/results/jobs/amazon-sports-ids; README, item IDs)
+    item_embedding_no_text: str = "sasrec"
     cooc_dim: int = 64  # dimensions of the co-occurrence (PPMI + truncated SVD) item vectors
     cooc_window: int = 3  # items within this distance in a training sequence count as co-occurring
     codec: CodecConfig = field(default_factory=CodecConfig)  # semantic IDs of items (3 x 256 + suffix)
@@ -239,7 +244,7 @@ class RecConfig:
 # RecConfig fields added after indexes were saved, with the value that reproduces the behaviour from before
 # they existed (a saved config lacking them must not pick up today's defaults); SASRec shared lr_decay then
 REC_ADDED_LATER = {"history_item_embedding": False, "recency_embedding": False, "label_smoothing": 0.0,
-                   "hybrid_users": "sample", "hybrid_objective": "metric"}
+                   "hybrid_users": "sample", "hybrid_objective": "metric", "item_embedding_no_text": "cooc"}
 
 
 def rec_config_from_dict(data: dict[str, Any]) -> "RecConfig":

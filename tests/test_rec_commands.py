@@ -2,6 +2,7 @@
 Amazon-format folder written here."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -135,11 +136,21 @@ def test_index_saved_before_newer_options_loads_with_their_old_behaviour(folder,
     before = commands.recommend(tmp_path / "idx", user="u1", k=5)
     path = current_version(tmp_path / "idx") / MANIFEST
     manifest = json.loads(path.read_text())
-    for key in ("history_item_embedding", "recency_embedding", "label_smoothing", "sasrec_lr_decay"):
+    for key in ("history_item_embedding", "recency_embedding", "label_smoothing", "sasrec_lr_decay",
+                "item_embedding_no_text"):
         del manifest["config"][key]  # as written before these options existed
+    layer_meta = path.parent / "generative" / "generative.json"
+    meta = json.loads(layer_meta.read_text())
+    for part in (meta["config"], meta["ids"]["config"]):
+        del part["item_embedding_no_text"]
+    layer_meta.write_text(json.dumps(meta))
+    data = layer_meta.read_bytes()
+    manifest["files"]["generative/generative.json"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     path.write_text(json.dumps(manifest))
     rec = Recommender.load(tmp_path / "idx")
     assert not rec.cfg.history_item_embedding and not rec.cfg.recency_embedding
+    # auto meant co-occurrence IDs for items without text then: a reuse compares against that
+    assert rec.cfg.item_embedding_no_text == "cooc" and rec.generative.ids["item_embedding_no_text"] == "cooc"
     assert rec.cfg.sasrec_lr_decay == rec.cfg.lr_decay
     assert rec.recommend(user="u1", k=5) == before
 

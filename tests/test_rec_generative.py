@@ -2,6 +2,8 @@
 only valid items come out, save/load round trip, new items without retraining."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -269,3 +271,35 @@ def test_item_text_is_embedded_on_the_recommenders_device(monkeypatch):
     assert seen == ["cpu"] and rec.generative.vectors.source == "text"
     rec.add_items(["new-item"], texts=["group 1 item new"])
     assert seen == ["cpu", "cpu"]
+
+
+
+def _without_text():
+    """Planted sequences whose items have no text (as Amazon Sports here)."""
+    import pyarrow as pa
+
+    from genir.data.types import Sequences
+
+    seqs = planted_sequences(num_users=40, seed=1)
+    return Sequences(seqs.table, seqs.items.set_column(1, "text", pa.array([""] * seqs.items.num_rows, pa.string())))
+
+@pytest.mark.parametrize("no_text, source", [("sasrec", "sasrec"), ("cooc", "cooc")])
+def test_auto_item_ids_without_text_follow_the_rule(no_text, source):
+    # planted items have no text: auto takes item_embedding_no_text, here with the build's own SASRec
+    cfg = replace(CFG, item_embedding="auto", item_embedding_no_text=no_text, max_epochs=1)
+    rec = Recommender.build(_without_text(), cfg, modes=("generative", "sasrec"), device="cpu")
+    assert rec.generative.vectors.source == source == rec.reports["generative"]["item_embedding"]
+    if source == "sasrec":
+        table = rec.sasrec.item_table()
+        np.testing.assert_allclose(rec.generative.vectors.sasrec, table / np.linalg.norm(table, axis=1, keepdims=True),
+                                   atol=1e-5)
+
+
+def test_auto_item_ids_without_text_or_sasrec_fall_back_to_cooc_and_bad_rule_is_refused(tmp_path):
+    cfg = replace(CFG, item_embedding="auto", item_embedding_no_text="sasrec", max_epochs=1)
+    rec = Recommender.build(_without_text(), cfg, modes=("generative",), device="cpu")
+    assert rec.generative.vectors.source == "cooc"
+    with pytest.raises(ValueError, match="unknown item_embedding_no_text 'bpr'"):
+        Recommender.build(_without_text(), replace(cfg, item_embedding_no_text="bpr"),
+                          modes=("generative",), device="cpu", checkpoint_dir=tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()

@@ -37,6 +37,12 @@ def test_cold_items_get_zero_vectors_and_imputation_uses_text_neighbours():
 def test_resolve_source_and_combine():
     assert resolve_source("auto", ["a", ""]) == "text+cooc"
     assert resolve_source("auto", ["", ""]) == "cooc"
+    # without text, auto follows item_embedding_no_text: the build's SASRec table when it has one, else cooc
+    assert resolve_source("auto", ["", ""], no_text="sasrec", has_sasrec=True) == "sasrec"
+    assert resolve_source("auto", ["", ""], no_text="sasrec", has_sasrec=False) == "cooc"
+    assert resolve_source("auto", ["a", ""], no_text="sasrec", has_sasrec=True) == "text+cooc"
+    with pytest.raises(ValueError, match="item_embedding_no_text 'bpr'"):
+        resolve_source("auto", ["", ""], no_text="bpr")
     with pytest.raises(ValueError, match="has none"):
         resolve_source("text", ["", ""])
     with pytest.raises(ValueError, match="expected one of"):

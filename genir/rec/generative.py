@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from genir.config import RecConfig, rec_config_from_dict, to_dict
+from genir.config import REC_ADDED_LATER, RecConfig, rec_config_from_dict, to_dict
 from genir.ids import add_suffix, load_codec, make_codec
 from genir.rec import items as item_vectors
 from genir.rec.evaluate import evaluate_ranker
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 # RecConfig fields that shape the item vectors and IDs (with ``seed``, which seeds the co-occurrence SVD): a layer
 # trained on reused IDs must ask for the same ones, or its config would describe IDs it does not have
-ID_FIELDS = ("item_embedding", "cooc_dim", "cooc_window", "codec")
+ID_FIELDS = ("item_embedding", "item_embedding_no_text", "cooc_dim", "cooc_window", "codec")
 META = "generative.json"
 
 
@@ -44,6 +44,12 @@ def ids_config(cfg: RecConfig) -> dict[str, Any]:
     """The ID_FIELDS and seed of ``cfg``, as JSON values: what the item vectors and IDs were made with."""
     full = json.loads(json.dumps(to_dict(cfg)))  # tuples as lists, as they come back from generative.json
     return {name: full[name] for name in (*ID_FIELDS, "seed")}
+
+
+def ids_with_added_later(ids: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``ids`` config plus the ID_FIELDS it predates, at the values it was made with (REC_ADDED_LATER),
+    appended so that the saved order (and so the bytes the layer writes again) stays."""
+    return {**ids, **{k: v for k, v in REC_ADDED_LATER.items() if k in ID_FIELDS and k not in ids}}
 
 
 class GenerativeRecLayer:
@@ -74,7 +80,7 @@ class GenerativeRecLayer:
         vectors = item_vectors.item_embeddings(
             data.item_text, train_parts(data), source=cfg.item_embedding, cooc_dim=cfg.cooc_dim,
             cooc_window=cfg.cooc_window, seed=cfg.seed, device=str(device), progress=progress,
-            sasrec_table=sasrec_table)
+            sasrec_table=sasrec_table, no_text=cfg.item_embedding_no_text)
         emb = vectors.combined()
         t1 = time.perf_counter()
         codec = make_codec(cfg.codec).fit(emb, seed=cfg.codec.seed)
@@ -168,7 +174,8 @@ class GenerativeRecLayer:
         vectors = item_vectors.ItemVectors.load(folder / "item_vectors.safetensors")
         layer = cls(cfg, vectors, load_codec(folder / "codec"),
                     load_array(folder / "codes.npy"), IdTrie.load(folder / "trie"),
-                    vocab_sizes=meta["vocab_sizes"], ids=meta["ids"]["config"], trained_items=meta["trained_items"])
+                    vocab_sizes=meta["vocab_sizes"], ids=ids_with_added_later(meta["ids"]["config"]),
+                    trained_items=meta["trained_items"])
         if (folder / "model.safetensors").exists():
             layer.model = layer.new_model(load_file(str(folder / "model.safetensors")))
         return layer

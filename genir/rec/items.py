@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
+from threadpoolctl import threadpool_limits
 
 from genir.config import EmbedConfig
 
@@ -27,15 +28,29 @@ ITEM_EMBED = EmbedConfig(precision="fp32")
 logger = logging.getLogger(__name__)
 
 SOURCES = ("auto", "text", "cooc", "text+cooc", "sasrec", "text+sasrec")
+NO_TEXT_SOURCES = ("sasrec", "cooc")  # RecConfig.item_embedding_no_text
 
 
-def resolve_source(source: str, texts: list[str]) -> str:
-    """'auto' -> 'text+cooc' when any item has text, else 'cooc'; others are checked and returned."""
+def check_no_text(no_text: str) -> str:
+    if no_text not in NO_TEXT_SOURCES:
+        raise ValueError(f"unknown item_embedding_no_text {no_text!r}; expected one of {NO_TEXT_SOURCES}")
+    return no_text
+
+
+def resolve_source(source: str, texts: list[str], *, no_text: str = "cooc", has_sasrec: bool = False) -> str:
+    """'auto' -> 'text+cooc' when any item has text; without text, ``no_text`` ('sasrec' only when the build has a
+    trained SASRec, ``has_sasrec``, else 'cooc'). Other sources are checked and returned."""
     if source not in SOURCES:
         raise ValueError(f"unknown item_embedding {source!r}; expected one of {SOURCES}")
     has_text = any(t.strip() for t in texts)
     if source == "auto":
-        return "text+cooc" if has_text else "cooc"
+        if has_text:
+            return "text+cooc"
+        if check_no_text(no_text) == "sasrec" and not has_sasrec:
+            logger.warning("item_embedding auto: no item text and no SASRec in this build; IDs from co-occurrence "
+                           "(train --mode sasrec too for IDs from its item table)")
+            return "cooc"
+        return no_text
     if "text" in source and not has_text:
         raise ValueError(f"item_embedding {source!r} needs item text and this dataset has none; use 'cooc', "
                          "'sasrec' or 'auto'")
@@ -90,7 +105,10 @@ def cooc_embeddings(train_seqs: list[np.ndarray], num_items: int, *, dim: int = 
     ppmi = sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=counts.shape)
     k = min(dim, num_items - 2)
     rng = np.random.default_rng(seed)
-    u, s, _ = svds(ppmi.astype(np.float64), k=k, v0=rng.standard_normal(num_items))
+    # one BLAS thread: ARPACK's iterations sum in a thread-count-dependent order, and near-equal singular values
+    # then come out differently, so the IDs would depend on the machine's core count
+    with threadpool_limits(limits=1, user_api="blas"):
+        u, s, _ = svds(ppmi.astype(np.float64), k=k, v0=rng.standard_normal(num_items))
     vecs = u * np.sqrt(s)[None, :]
     out = np.zeros((num_items, dim), dtype=np.float32)
     out[:, :k] = vecs
@@ -158,11 +176,12 @@ class ItemVectors:
 
 def item_embeddings(texts: list[str], train_seqs: list[np.ndarray], *, source: str = "auto", cooc_dim: int = 64,
                     cooc_window: int = 3, embed: EmbedConfig = ITEM_EMBED, seed: int = 0, device: str = "auto",
-                    progress: bool | None = None, sasrec_table: np.ndarray | None = None) -> ItemVectors:
-    """Item vectors from the requested source ("auto": text+cooc when there is text, else cooc); text is
-    embedded on ``device``. The sasrec sources need ``sasrec_table`` (num_items, d): a trained SASRec's item
-    embeddings, row = item index."""
-    source = resolve_source(source, texts)
+                    progress: bool | None = None, sasrec_table: np.ndarray | None = None,
+                    no_text: str = "cooc") -> ItemVectors:
+    """Item vectors from the requested source ("auto": text+cooc when there is text, else ``no_text``, see
+    resolve_source); text is embedded on ``device``. The sasrec sources need ``sasrec_table`` (num_items, d): a
+    trained SASRec's item embeddings, row = item index."""
+    source = resolve_source(source, texts, no_text=no_text, has_sasrec=sasrec_table is not None)
     text = text_embeddings(texts, embed=embed, device=device, progress=progress) if "text" in source else None
     cooc = sasrec = None
     if "cooc" in source:

@@ -135,6 +135,8 @@ class Recommender:
         from genir.rec.hybrid import OBJECTIVES
         if cfg.hybrid_objective not in OBJECTIVES:
             raise ValueError(f"unknown hybrid_objective {cfg.hybrid_objective!r}; expected one of {OBJECTIVES}")
+        from genir.rec.items import check_no_text
+        check_no_text(cfg.item_embedding_no_text)
         dev = resolve_device(device)  # before any work: a bad device costs nothing
         data = Interactions.from_sequences(sequences)
         old = cls.load(Path(reuse), device=str(dev)) if reuse is not None else None
