@@ -310,6 +310,9 @@ class TrainConfig:
     distill_when: str = "dense_beats_bm25"
     distill_k: int = 20  # neighbours per training text in the teacher's distribution (the gold document added)
     distill_temperature: float = 0.05  # of the teacher's softmax over cosines
+    # fp32 | auto | bf16: the training forward (bfloat16 autocast; the loss is summed in float32, weights and the
+    # optimizer stay float32). auto = bf16 on a CPU with native bf16 (as DecodeConfig.precision), float32 elsewhere
+    precision: str = "fp32"
     seed: int = 0  # seed for the data mix, data order, initialisation and dropout
 
 
@@ -354,7 +357,8 @@ class HybridConfig:
 ADDED_LATER: dict[str, dict[str, Any]] = {
     "EmbedConfig": {"precision": "fp32"},  # indexes saved before it were embedded (and their queries encoded) in fp32
     # manifests from before distillation had none; from before distill_when, distill was applied as set
-    "TrainConfig": {"pseudo_mix": "document", "keyword_share": 0.0, "distill": 0.0, "distill_when": "always"},
+    "TrainConfig": {"pseudo_mix": "document", "keyword_share": 0.0, "distill": 0.0, "distill_when": "always",
+                    "precision": "fp32"},
     "ModelConfig": {"pooled_memory": False, "encoder_precision": "fp32"},
     # the rule existed before the field (driven by the documents added after training alone): it stays on
     "HybridConfig": {"unseen_second": True},

@@ -402,9 +402,12 @@ DISTILL_RULE_QUERIES = 2000  # the most labelled train queries the distillation 
 
 
 def check_distill_when(cfg: IndexConfig) -> None:
-    """TrainConfig.distill / distill_when checked before any work."""
+    """TrainConfig.distill / distill_when / precision checked before any work."""
     from genir.config import DISTILL_WHEN
+    from genir.device import DECODER_PRECISIONS
 
+    if cfg.train.precision not in DECODER_PRECISIONS:
+        raise ValueError(f"unknown train.precision {cfg.train.precision!r}; expected one of {DECODER_PRECISIONS}")
     if cfg.train.distill_when not in DISTILL_WHEN:
         raise ValueError(f"unknown train.distill_when {cfg.train.distill_when!r}; expected one of {DISTILL_WHEN}")
     if not 0.0 <= cfg.train.distill <= 1.0:

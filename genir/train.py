@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from genir import checkpoint
 from genir.config import TrainConfig, to_dict
-from genir.device import DEVICES, DistInfo, resolve_device, setup_distributed  # noqa: F401 (re-exported: one resolver)
+from genir.device import (DEVICES, DistInfo, autocast, resolve_decoder_precision, resolve_device,  # noqa: F401
+                          setup_distributed)  # DEVICES, resolve_device re-exported: one resolver
 from genir.progress import ProgressBar, progress_enabled
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def train_model(
     (rank 0 and others alike). Under torchrun, ``cfg.batch_size`` is the global batch.
     """
     info = setup_distributed(device)
+    bf16 = resolve_decoder_precision(cfg.precision, info.device) == "bf16"
     n = len(data)
     if n < info.world_size:
         raise ValueError(f"{n} training examples cannot be split over {info.world_size} processes")
@@ -158,7 +160,8 @@ def train_model(
         for g in optimizer.param_groups:
             g["lr"] = g["initial_lr"] * lr_factor(step, total, cfg.warmup_fraction)
         torch.manual_seed((cfg.seed * 1_000_003 + step) * 1024 + info.rank)  # dropout: a function of the step
-        loss = net(**data.batch(idx, info.device))
+        with autocast(info.device, enabled=bf16):
+            loss = net(**data.batch(idx, info.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

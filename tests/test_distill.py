@@ -123,7 +123,9 @@ def test_a_default_build_applies_the_rule_and_records_it(tmp_path):
 
 def test_an_unknown_distill_rule_or_weight_is_refused_before_any_work(tmp_path):
     corpus = synthetic_corpus(2)
-    for cfg, match in ((_config(0.5, when="sometimes"), "distill_when"), (_config(1.5), r"\[0, 1\]")):
+    bad_precision = dataclasses.replace(_config(0.0), train=dataclasses.replace(_config(0.0).train, precision="fp8"))
+    for cfg, match in ((_config(0.5, when="sometimes"), "distill_when"), (_config(1.5), r"\[0, 1\]"),
+                       (bad_precision, "unknown train.precision 'fp8'")):
         with pytest.raises(ValueError, match=match):
             GenerativeIndex.build(corpus, cfg, train_queries=None, train_qrels=None, device="cpu",
                                   workdir=tmp_path / "w", progress=False)

@@ -161,6 +161,29 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_bf16_training_runs_under_autocast_and_learns_like_float32():
+    """TrainConfig.precision: bf16 trains under autocast (other losses, same descent, float32 weights); auto is
+    bf16 where the CPU has it and exactly float32 where it does not."""
+    from genir.device import bf16_is_fast
+
+    def run(precision: str):
+        torch.manual_seed(0)
+        model = TinyModel()
+        result = train_model(model, tiny_data(), tiny_cfg(precision=precision, checkpoint_every=0, max_steps=80),
+                             device="cpu")
+        return result, model
+
+    f32, m32 = run("fp32")
+    auto, _ = run("auto")
+    if not bf16_is_fast(torch.device("cpu")):
+        assert auto.final_loss == f32.final_loss
+        pytest.skip("no native bf16 on this CPU: auto trains in float32")
+    b16, m16 = run("bf16")
+    assert auto.final_loss == b16.final_loss and b16.final_loss != f32.final_loss  # autocast really ran
+    assert all(p.dtype == torch.float32 for p in m16.parameters())
+    assert b16.losses[-1] < 0.4 * b16.losses[0] and abs(b16.losses[-1] - f32.losses[-1]) < 0.05
+
+
 def test_checkpoint_rejects_a_different_model(tmp_path):
     model = TinyModel()
     train_model(model, tiny_data(), tiny_cfg(max_steps=2), device="cpu", workdir=tmp_path)
