@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 DATA ?= ../shared/data/scifact
 INDEX ?= indexes/scifact
-EPOCHS ?= 10
+EPOCHS ?=  # empty: the library default (TrainConfig.epochs)
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/genir index $(DATA) --out $(INDEX) --epochs $(EPOCHS) --dev-fraction 0.2 --seed 0
+	$(VENV)/bin/genir index $(DATA) --out $(INDEX) $(if $(EPOCHS),--epochs $(EPOCHS)) --dev-fraction 0.2 --seed 0
 	$(VENV)/bin/genir search $(INDEX) "vitamin D deficiency and bone fractures" -k 5 --mode hybrid
 	$(VENV)/bin/genir eval $(INDEX) --data $(DATA) --split dev --out $(INDEX)-report.json
 

@@ -11,6 +11,7 @@ command that makes them). A missing marker is an error (one line, exit 2) and th
     scifact-generative   eval/results/jobs/scifact-generative/summary.json   genir bench eval/jobs/scifact-generative.toml
     scifact-precision    eval/results/jobs/scifact-precision-study/summary.json  the same job file at d57aece
     scifact-distill      eval/results/jobs/scifact-distill/summary.json      genir bench eval/jobs/scifact-distill.toml
+    scifact-training     eval/results/jobs/scifact-training/summary.json     genir bench eval/jobs/scifact-training.toml
     amazon               eval/results/jobs/amazon-{beauty,sports}/summary.json  genir bench eval/jobs/amazon-*.toml
     msmarco              eval/results/msmarco-{10k-dev,dl19,scale}.json      eval/bench_msmarco.py dev | dl19 | scale
     speed                eval/results/{demo,encoder,train-speed,latency}-cpu.json  eval/bench_{demo,encoder,train_speed,latency}.py
@@ -262,6 +263,7 @@ BLOCKS: dict[str, Callable[[Path], Optional[list[str]]]] = {
     "scifact-generative": jobs_block("scifact-generative"),
     "scifact-precision": jobs_block("scifact-precision-study"),
     "scifact-distill": jobs_block("scifact-distill"),
+    "scifact-training": jobs_block("scifact-training"),
     "amazon": jobs_block("amazon-beauty", "amazon-sports"),
     "amazon-ids": jobs_block("amazon-sports-ids", "amazon-beauty-ids"),
     "msmarco": msmarco,
