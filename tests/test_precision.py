@@ -32,8 +32,10 @@ def test_auto_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
 def test_indexes_saved_before_the_field_keep_fp32():
     saved = to_dict(IndexConfig())
     del saved["embed"]["precision"], saved["model"]["encoder_precision"], saved["decode"]["precision"]
+    del saved["train"]["precision"]
     cfg = from_dict(IndexConfig, saved)
-    assert cfg.embed.precision == cfg.model.encoder_precision == cfg.decode.precision == "fp32"
+    assert cfg.embed.precision == cfg.model.encoder_precision == cfg.decode.precision == cfg.train.precision == "fp32"
+    assert IndexConfig().train.precision == "auto"  # trained under bf16 where the CPU has it: a new build's default
     assert EmbedConfig().precision == ModelConfig().encoder_precision == "fp32"  # bf16 builds lost quality: opt-in
 
 
