@@ -114,6 +114,14 @@ def test_one_model_retrained_alone_from_a_saved_index(planted_amazon, tmp_path, 
     assert len(rec.recommend(user="u1", k=10)) == len(rec.recommend(user="u1", k=10, mode="sasrec")) == 10
 
 
+def test_the_no_text_rule_does_not_block_reusing_ids_of_items_with_text(planted_amazon, tmp_path, capsys):
+    """item_embedding_no_text shapes no ID when items have text: an index built under the other rule (as every
+    index saved before the field reads) still gives its IDs and models to a build under today's default."""
+    _index(planted_amazon, tmp_path / "base", capsys, "--set", "item_embedding_no_text=cooc")
+    sas = _index(planted_amazon, tmp_path / "sas", capsys, "--reuse", tmp_path / "base", "--mode", "sasrec")
+    assert sas["reused"]["stages"] == ["item_ids", "generative", "popular"]
+
+
 def test_generative_retrained_on_ids_from_the_reused_sasrec_item_table(planted_amazon, tmp_path, capsys):
     """Other ID settings with --mode generative: the IDs are fitted anew (here over the reused SASRec's item
     table), the reused SASRec and popularity are copied, and the manifest says that the IDs were not taken."""

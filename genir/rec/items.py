@@ -32,6 +32,7 @@ NO_TEXT_SOURCES = ("sasrec", "cooc")  # RecConfig.item_embedding_no_text
 
 
 def check_no_text(no_text: str) -> str:
+    """RecConfig.item_embedding_no_text checked (ValueError naming the choices); returned as given."""
     if no_text not in NO_TEXT_SOURCES:
         raise ValueError(f"unknown item_embedding_no_text {no_text!r}; expected one of {NO_TEXT_SOURCES}")
     return no_text

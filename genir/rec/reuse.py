@@ -42,8 +42,10 @@ def carried_stages(path: Path, old: "Recommender", data: Interactions, cfg: RecC
                          f"{old.data.num_items} items there, {data.num_users} and {data.num_items} here, or other "
                          "sequences or item texts); reuse an index built from this data folder")
     stages = []
+    # the rule for items without text shapes no ID (and so no model) of a dataset whose items have text
+    moot = {"item_embedding_no_text"} if any(t.strip() for t in data.item_text) else set()
     if old.generative is not None:
-        id_changes = _diff(old.generative.ids, ids_config(cfg), ID_FIELDS)
+        id_changes = _diff(old.generative.ids, ids_config(cfg), [n for n in ID_FIELDS if n not in moot])
         if not id_changes:
             stages.append("item_ids")
         elif "generative" not in modes:
@@ -52,7 +54,7 @@ def carried_stages(path: Path, old: "Recommender", data: Interactions, cfg: RecC
         # else: the generative model retrains on item vectors and IDs fitted anew under this build's settings
         if "generative" not in modes:
             stages.append("generative")
-            _refuse_changes(path, "generative model", _model_diff(old.generative.cfg, cfg, "generative"),
+            _refuse_changes(path, "generative model", _model_diff(old.generative.cfg, cfg, "generative", moot),
                             "or retrain it too (--mode generative)")
     if old.sasrec is not None and "sasrec" not in modes:
         stages.append("sasrec")
@@ -89,10 +91,11 @@ def same_data(a: Interactions, b: Interactions) -> bool:
             and len(a.seqs) == len(b.seqs) and all(np.array_equal(x, y) for x, y in zip(a.seqs, b.seqs)))
 
 
-def _model_diff(old: RecConfig, new: RecConfig, model: str) -> list[str]:
-    """Fields that shape ``model``'s training (its checkpoint fingerprint's) whose values differ, SHARED aside."""
+def _model_diff(old: RecConfig, new: RecConfig, model: str, moot: set[str] = frozenset()) -> list[str]:
+    """Fields that shape ``model``'s training (its checkpoint fingerprint's) whose values differ, SHARED and
+    ``moot`` (fields without effect on this data) aside."""
     before, now = (fingerprint_of(c, model=model).settings for c in (old, new))
-    return _diff(before, now, [name for name in now if name not in SHARED])
+    return _diff(before, now, [name for name in now if name not in SHARED and name not in moot])
 
 
 def _diff(before: dict[str, Any], now: dict[str, Any], names: Sequence[str], prefix: str = "") -> list[str]:
