@@ -112,7 +112,7 @@ class GenerativeIndex:
             raise ValueError(f"ModelConfig.encoder {cfg.model.encoder!r} differs from EmbedConfig.model {cfg.embed.model!r}: "
                              "the seq2seq reads the embedding model's tokens and weights; set both to one model "
                              "(genir index --model sets both)")
-        check_distill_when(cfg)
+        check_train_config(cfg)
         info = setup_distributed(device)
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -401,8 +401,8 @@ def _check_encoder_weights(path: Path, manifest: dict, cfg: IndexConfig, device:
 DISTILL_RULE_QUERIES = 2000  # the most labelled train queries the distillation rule ranks (a seeded sample)
 
 
-def check_distill_when(cfg: IndexConfig) -> None:
-    """TrainConfig.distill / distill_when / precision checked before any work."""
+def check_train_config(cfg: IndexConfig) -> None:
+    """TrainConfig.distill / distill_when / precision checked before any work (GenerativeIndex.build)."""
     from genir.config import DISTILL_WHEN
     from genir.device import DECODER_PRECISIONS
 

@@ -2,7 +2,6 @@
 Amazon-format folder written here."""
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 
@@ -130,7 +129,7 @@ def test_with_overrides_parses_and_checks_types():
 
 def test_index_saved_before_newer_options_loads_with_their_old_behaviour(folder, tmp_path):
     from genir.rec.recommender import Recommender
-    from genir.store import MANIFEST, current_version
+    from genir.store import MANIFEST, current_version, sha256_file
 
     commands.index(folder, out=tmp_path / "idx", config=CFG, modes=("generative",))
     before = commands.recommend(tmp_path / "idx", user="u1", k=5)
@@ -144,8 +143,8 @@ def test_index_saved_before_newer_options_loads_with_their_old_behaviour(folder,
     for part in (meta["config"], meta["ids"]["config"]):
         del part["item_embedding_no_text"]
     layer_meta.write_text(json.dumps(meta))
-    data = layer_meta.read_bytes()
-    manifest["files"]["generative/generative.json"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    manifest["files"]["generative/generative.json"].update(bytes=layer_meta.stat().st_size,
+                                                            sha256=sha256_file(layer_meta))
     path.write_text(json.dumps(manifest))
     rec = Recommender.load(tmp_path / "idx")
     assert not rec.cfg.history_item_embedding and not rec.cfg.recency_embedding

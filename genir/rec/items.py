@@ -31,6 +31,11 @@ SOURCES = ("auto", "text", "cooc", "text+cooc", "sasrec", "text+sasrec")
 NO_TEXT_SOURCES = ("sasrec", "cooc")  # RecConfig.item_embedding_no_text
 
 
+def has_text(texts: list[str]) -> bool:
+    """Whether any item has text (what 'auto' and item_embedding_no_text turn on)."""
+    return any(t.strip() for t in texts)
+
+
 def check_no_text(no_text: str) -> str:
     """RecConfig.item_embedding_no_text checked (ValueError naming the choices); returned as given."""
     if no_text not in NO_TEXT_SOURCES:
@@ -43,16 +48,16 @@ def resolve_source(source: str, texts: list[str], *, no_text: str = "cooc", has_
     trained SASRec, ``has_sasrec``, else 'cooc'). Other sources are checked and returned."""
     if source not in SOURCES:
         raise ValueError(f"unknown item_embedding {source!r}; expected one of {SOURCES}")
-    has_text = any(t.strip() for t in texts)
+    text = has_text(texts)
     if source == "auto":
-        if has_text:
+        if text:
             return "text+cooc"
         if check_no_text(no_text) == "sasrec" and not has_sasrec:
             logger.warning("item_embedding auto: no item text and no SASRec in this build; IDs from co-occurrence "
                            "(train --mode sasrec too for IDs from its item table)")
             return "cooc"
         return no_text
-    if "text" in source and not has_text:
+    if "text" in source and not text:
         raise ValueError(f"item_embedding {source!r} needs item text and this dataset has none; use 'cooc', "
                          "'sasrec' or 'auto'")
     return source

@@ -21,6 +21,7 @@ import numpy as np
 
 from genir.config import RecConfig, to_dict
 from genir.rec.generative import ID_FIELDS, ids_config
+from genir.rec.items import has_text
 from genir.rec.protocol import Interactions
 from genir.rec.training import fingerprint_of
 
@@ -43,7 +44,7 @@ def carried_stages(path: Path, old: "Recommender", data: Interactions, cfg: RecC
                          "sequences or item texts); reuse an index built from this data folder")
     stages = []
     # the rule for items without text shapes no ID (and so no model) of a dataset whose items have text
-    moot = {"item_embedding_no_text"} if any(t.strip() for t in data.item_text) else set()
+    moot = {"item_embedding_no_text"} if has_text(data.item_text) else set()
     if old.generative is not None:
         id_changes = _diff(old.generative.ids, ids_config(cfg), [n for n in ID_FIELDS if n not in moot])
         if not id_changes:
