@@ -111,8 +111,8 @@ def cooc_embeddings(train_seqs: list[np.ndarray], num_items: int, *, dim: int = 
     ppmi = sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=counts.shape)
     k = min(dim, num_items - 2)
     rng = np.random.default_rng(seed)
-    # one BLAS thread: ARPACK's iterations sum in a thread-count-dependent order, and near-equal singular values
-    # then come out differently, so the IDs would depend on the machine's core count
+    # one BLAS thread: threaded BLAS may sum ARPACK's products in another order, and near-equal singular values can
+    # then come out differently, which would make the IDs depend on the machine's core count
     with threadpool_limits(limits=1, user_api="blas"):
         u, s, _ = svds(ppmi.astype(np.float64), k=k, v0=rng.standard_normal(num_items))
     vecs = u * np.sqrt(s)[None, :]
